@@ -34,6 +34,9 @@ pub use frame::{
     Frame, FrameKind, Header, Payload, Status, StatusFlags, Temperature, VibrationBlock,
     decode_frame, stuff,
 };
+/// The fixed-capacity collections used in frames, re-exported so users build frames with the
+/// same version.
+pub use heapless;
 
 /// Frame format version written in byte 0 of every frame. A decoder refuses other versions with
 /// [`DecodeError::UnknownVersion`]; later versions keep the version in byte 0.

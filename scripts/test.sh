@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs when it is missing, then runs the whole suite:
+# formatting, lints, unit/property/integration tests against real brokers, the no_std build
+# of the protocol crate, and a short fuzzing run of the frame decoder.
+#
+# Usage: scripts/test.sh            (from anywhere inside the repository)
+# Environment: FUZZ_SECONDS (default 60) bounds the fuzzing run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+step "checking test dependencies"
+if ! have mosquitto; then
+  echo "installing mosquitto (MQTT broker for the integration tests)"
+  apt_install mosquitto
+fi
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "installing a nightly toolchain (cargo-fuzz needs it)"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "installing cargo-fuzz"
+  cargo install cargo-fuzz --locked
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "building binaries used by the end-to-end tests"
+cargo build --workspace --bins --locked
+
+step "cargo test (unit, property and end-to-end tests)"
+cargo test --workspace --locked
+
+step "protocol crate builds without std"
+cargo build --release --manifest-path protocol/nostd-check/Cargo.toml
+
+step "fuzzing the frame decoder for ${FUZZ_SECONDS:-60} s"
+fuzz_log=$(mktemp)
+if ! (cd protocol && cargo +nightly fuzz run decode -- -max_total_time="${FUZZ_SECONDS:-60}" \
+      -max_len=12000 -rss_limit_mb=2048) >"$fuzz_log" 2>&1; then
+  tail -n 40 "$fuzz_log" >&2
+  echo "fuzzing failed or found a crash: see protocol/fuzz/artifacts/decode/" >&2
+  exit 1
+fi
+grep -E '^Done [0-9]+ runs' "$fuzz_log" || tail -n 3 "$fuzz_log"
+rm -f "$fuzz_log"
+
+step "all checks passed"

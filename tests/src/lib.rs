@@ -1,0 +1,222 @@
+//! Harness for the end-to-end tests: real brokers and real processes on free loopback ports,
+//! started and stopped by the tests themselves.
+//!
+//! A missing dependency is a failure with a message that names the setup command, never a skip.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The command that installs everything the tests need and runs them.
+pub const SETUP: &str = "scripts/test.sh";
+
+/// A free TCP port on 127.0.0.1 (bound, then released; good enough for tests that start at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+/// The workspace's target directory, from the running test executable (`target/<profile>/deps/`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary built in the same profile as the tests.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let path = profile_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first (`{SETUP}` does)",
+        path.display()
+    );
+    path
+}
+
+/// Finds a program on PATH or in the sbin directories Debian installs daemons to.
+pub fn find_program(name: &str, install_hint: &str) -> PathBuf {
+    let from_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    from_path
+        .into_iter()
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not installed: run `{SETUP}` (it runs `{install_hint}`)")
+        })
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
+
+/// A child process that is SIGKILLed when dropped, so a failing test leaves nothing running.
+#[derive(Debug)]
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+    /// What it is, for messages.
+    pub name: String,
+}
+
+impl Proc {
+    /// Spawns `cmd`.
+    pub fn spawn(name: &str, cmd: &mut Command) -> Self {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            child,
+            name: name.into(),
+        }
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit on its own, at most `timeout`; panics if it does not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!("{} did not exit within {timeout:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Reads the child's stdout line by line until one satisfies `pick`; returns what it picked.
+    pub fn read_stdout_until<T>(
+        &mut self,
+        timeout: Duration,
+        mut pick: impl FnMut(&str) -> Option<T>,
+    ) -> T {
+        let stdout = self.child.stdout.take().expect("stdout was piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(v) = pick(&line) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!("{} printed no expected line within {timeout:?}", self.name),
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A mosquitto broker on a free loopback port, with its own config and persistence directory.
+#[derive(Debug)]
+pub struct Mosquitto {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    proc: Option<Proc>,
+}
+
+impl Mosquitto {
+    /// Starts a broker with persistence on (so a restart keeps persistent sessions and queued
+    /// QoS 1 messages).
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut m = Self {
+            port: free_port(),
+            dir,
+            proc: None,
+        };
+        m.launch();
+        m
+    }
+
+    fn launch(&mut self) {
+        let bin = find_program("mosquitto", "apt-get install mosquitto");
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 100000\n\
+                 max_inflight_messages 100\n",
+                port = self.port,
+                dir = self.dir.path().display()
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let proc = Proc::spawn(
+            "mosquitto",
+            Command::new(bin)
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        self.proc = Some(proc);
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(10)),
+            "mosquitto did not listen on port {}",
+            self.port
+        );
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker gracefully (SIGTERM, so it saves its persistence file).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let pid = p.child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            p.wait_exit(Duration::from_secs(10));
+        }
+    }
+
+    /// Starts the broker again on the same port and persistence directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+}
