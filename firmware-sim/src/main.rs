@@ -185,12 +185,12 @@ fn load_scenario(arg: &str) -> Result<Scenario> {
 fn drive(mut nodes: Vec<SensorNode>, out: &OutputArgs, seed: u64) -> Result<()> {
     let spec = output_spec(out)?;
     let mut output = Output::open(&spec)?;
-    if let Some(path) = output.serial_path() {
-        if matches!(spec, OutputSpec::Pty) {
-            // The first line on stdout, for people and for test harnesses.
-            println!("pty: {path}");
-            std::io::stdout().flush()?;
-        }
+    if let Some(path) = output.serial_path()
+        && matches!(spec, OutputSpec::Pty)
+    {
+        // The first line on stdout, for people and for test harnesses.
+        println!("pty: {path}");
+        std::io::stdout().flush()?;
     }
     if let OutputSpec::Serial { baud, .. } = &spec {
         let bytes_per_s: f64 = nodes

@@ -68,10 +68,10 @@ impl NodeSettings {
             ("temperature_interval", self.temperature_interval_s),
             ("status_interval", self.status_interval_s),
         ] {
-            if let Some(v) = v {
-                if !(v.is_finite() && v > 0.0) {
-                    return Err(format!("{name}: {v} s is not > 0"));
-                }
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                return Err(format!("{name}: {v} s is not > 0"));
             }
         }
         Ok(())
@@ -158,10 +158,10 @@ impl SensorNode {
             return None;
         }
         for (t, due) in others {
-            if let Some(t) = t {
-                if best.is_none_or(|(b, _)| t < b) {
-                    best = Some((t, due));
-                }
+            if let Some(t) = t
+                && best.is_none_or(|(b, _)| t < b)
+            {
+                best = Some((t, due));
             }
         }
         best

@@ -218,6 +218,9 @@ impl MqttOutput {
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_max_packet_size(64 * 1024, 64 * 1024);
         opts.set_inflight(100);
+        // A persistent session: rumqttc republishes unacknowledged messages after a reconnect
+        // only when the broker resumes the session; with a clean session it discards them.
+        opts.set_clean_session(false);
         let (client, mut connection) = Client::new(opts, 256);
         let acked = Arc::new(AtomicU64::new(0));
         let counter = acked.clone();

@@ -38,7 +38,7 @@ impl Recording {
     pub fn from_bytes(bytes: &[u8], format: SampleFormat, scale_g: f32) -> Result<Self, String> {
         let samples: Vec<f32> = match format {
             SampleFormat::F32 => {
-                if bytes.len() % 4 != 0 {
+                if !bytes.len().is_multiple_of(4) {
                     return Err(format!(
                         "{} bytes is not a whole number of f32 samples",
                         bytes.len()
@@ -50,7 +50,7 @@ impl Recording {
                     .collect()
             }
             SampleFormat::I16 => {
-                if bytes.len() % 2 != 0 {
+                if !bytes.len().is_multiple_of(2) {
                     return Err(format!(
                         "{} bytes is not a whole number of i16 samples",
                         bytes.len()

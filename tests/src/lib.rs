@@ -161,6 +161,10 @@ impl Mosquitto {
     /// QoS 1 messages).
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        // mosquitto started as root drops to its own user: let it write its persistence file.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod the broker's directory");
         let mut m = Self {
             port: free_port(),
             dir,
@@ -218,5 +222,115 @@ impl Mosquitto {
     pub fn restart(&mut self) {
         self.stop();
         self.launch();
+    }
+}
+
+/// Fetches `http://127.0.0.1:PORT{path}` with a plain HTTP/1.1 GET; returns status and body.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Sum of every sample of a metric in Prometheus text whose name and labels start with
+/// `prefix` (e.g. `edgewatch_frames_received_total{source="mqtt"`). 0 when absent.
+pub fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            if prefix.contains('{') {
+                l.starts_with(prefix)
+            } else {
+                l.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            }
+        })
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// A running `agent` process with its own config file and data directory.
+#[derive(Debug)]
+pub struct Agent {
+    /// The process.
+    pub proc: Proc,
+    /// Port of its metrics endpoint.
+    pub metrics_port: u16,
+    /// Its temp directory (config, data).
+    pub dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Writes `config` (which must contain `{metrics}` and `{data_dir}` placeholders) and
+    /// starts `agent run`.
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let metrics_port = free_port();
+        let text = config
+            .replace("{metrics}", &format!("127.0.0.1:{metrics_port}"))
+            .replace("{data_dir}", &dir.path().join("data").display().to_string());
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, text).expect("write agent.toml");
+        let proc = Proc::spawn(
+            "agent",
+            Command::new(workspace_bin("agent"))
+                .args(["run", "--config"])
+                .arg(&path)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+        );
+        assert!(
+            wait_for_port(metrics_port, Duration::from_secs(20)),
+            "the agent's metrics endpoint did not come up"
+        );
+        Self {
+            proc,
+            metrics_port,
+            dir,
+        }
+    }
+
+    /// The agent's current metrics text.
+    pub fn metrics(&self) -> String {
+        http_get(self.metrics_port, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    /// Polls the metrics until `ok` holds, at most `timeout`; returns the last text.
+    pub fn wait_metrics(
+        &self,
+        timeout: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.metrics();
+            if ok(&text) {
+                return Ok(text);
+            }
+            if Instant::now() > deadline {
+                return Err(text);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.proc.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.proc.wait_exit(Duration::from_secs(20))
     }
 }

@@ -1,0 +1,818 @@
+//! The agent's configuration: one TOML file.
+//!
+//! Parsing (serde, `deny_unknown_fields` everywhere) catches unknown fields, wrong types and
+//! missing required fields, with the line and the field name. [`Config::validate`] then checks
+//! what types cannot: ranges, files and devices that must exist, and consistency between
+//! sections (every sensor belongs to one asset, mappings name existing assets). Every problem is
+//! reported as a [`FieldError`] whose `field` is the TOML path of the offending value, e.g.
+//! `asset[1].shaft_rpm` or `mqtt.qos`.
+//!
+//! Defaults are `const fn`s beside the fields and listed in `docs/config.md`.
+
+use crate::features::FeatureConfig;
+use crate::window::WindowConfig;
+use firmware_sim::physics::bearing::{
+    BearingError, BearingGeometry, deserialize_geometry_or_preset,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A configuration that cannot be used. Not recoverable without editing the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a field that is unknown, missing, or of the wrong type.
+    #[error("{0}")]
+    Parse(String),
+    /// Values that parse but are not acceptable.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+/// One unacceptable value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// TOML path of the value, e.g. `asset[0].sensors`.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity and storage of this agent.
+    #[serde(default)]
+    pub agent: AgentSection,
+    /// Serial sources (`[[serial]]`), any number.
+    #[serde(default)]
+    pub serial: Vec<SerialSource>,
+    /// The MQTT source, if any.
+    #[serde(default)]
+    pub mqtt: Option<MqttSource>,
+    /// Monitored machines (`[[asset]]`), at least one.
+    #[serde(default, rename = "asset")]
+    pub assets: Vec<Asset>,
+    /// Window length and overlap.
+    #[serde(default)]
+    pub window: WindowConfig,
+    /// Feature extraction settings.
+    #[serde(default)]
+    pub features: FeatureConfig,
+    /// Channels between the stages.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// The Prometheus metrics and health endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Agent id, written into every record it sends.
+    #[serde(default = "AgentSection::default_id")]
+    pub id: String,
+    /// Directory for the outbox and learned baselines.
+    #[serde(default = "AgentSection::default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+impl AgentSection {
+    /// `"edgewatch"`.
+    pub fn default_id() -> String {
+        "edgewatch".into()
+    }
+    /// `/var/lib/edgewatch` (the systemd unit's `StateDirectory`).
+    pub fn default_data_dir() -> PathBuf {
+        PathBuf::from("/var/lib/edgewatch")
+    }
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        Self {
+            id: Self::default_id(),
+            data_dir: Self::default_data_dir(),
+        }
+    }
+}
+
+/// What a bounded channel does when it is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// The producer waits. For MQTT this holds back acknowledgements, so the broker keeps the
+    /// messages (nothing is lost); for serial the kernel's buffer absorbs the wait until it
+    /// overflows.
+    Block,
+    /// The new item is dropped and counted.
+    DropNewest,
+}
+
+/// `[[serial]]`: one serial port carrying COBS-framed sensor frames.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialSource {
+    /// Device path, e.g. `/dev/ttyUSB0` or `/dev/serial/by-id/...`.
+    pub device: PathBuf,
+    /// Baud rate.
+    #[serde(default = "SerialSource::default_baud")]
+    pub baud: u32,
+    /// First reconnect delay after the device disappears, ms (doubles up to the maximum).
+    #[serde(default = "SerialSource::default_reconnect_min_ms")]
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay, ms.
+    #[serde(default = "SerialSource::default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+    /// Optional sensor-to-asset mapping for sensors on this port, e.g. `7 = "pump-1"`; adds to
+    /// the assets' own `sensors` lists.
+    #[serde(default)]
+    pub sensors: BTreeMap<String, String>,
+}
+
+impl SerialSource {
+    /// 921600 baud: one axis at 12.8 kHz needs about 256 kbaud; a USB CDC device ignores it.
+    pub const fn default_baud() -> u32 {
+        921_600
+    }
+    /// 200 ms.
+    pub const fn default_reconnect_min_ms() -> u64 {
+        200
+    }
+    /// 10 s.
+    pub const fn default_reconnect_max_ms() -> u64 {
+        10_000
+    }
+}
+
+/// `[mqtt]`: a broker the sensors publish to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSource {
+    /// `mqtt://host[:port]` (default port 1883) or `mqtts://host[:port]` (TLS, default 8883).
+    pub url: String,
+    /// Client id; with `clean_session = false` the broker keeps the session under this id.
+    #[serde(default = "MqttSource::default_client_id")]
+    pub client_id: String,
+    /// Topic filters to subscribe to.
+    #[serde(default = "MqttSource::default_topics")]
+    pub topics: Vec<String>,
+    /// Subscription QoS, 0 to 2. At QoS 1 with a persistent session nothing is lost while the
+    /// agent is disconnected.
+    #[serde(default = "MqttSource::default_qos")]
+    pub qos: u8,
+    /// Start a new session on every connect (loses messages sent while away).
+    #[serde(default)]
+    pub clean_session: bool,
+    /// Keep-alive interval, s.
+    #[serde(default = "MqttSource::default_keep_alive_s")]
+    pub keep_alive_s: u64,
+    /// User name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password; prefer `password_file`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// File whose first line is the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// CA certificate (PEM) to verify the broker, for `mqtts://`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for mutual TLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Client private key (PEM), for mutual TLS.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// First reconnect delay, ms (doubles with jitter up to the maximum).
+    #[serde(default = "MqttSource::default_reconnect_min_ms")]
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay, ms.
+    #[serde(default = "MqttSource::default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+}
+
+impl MqttSource {
+    /// `"edgewatch-agent"`.
+    pub fn default_client_id() -> String {
+        "edgewatch-agent".into()
+    }
+    /// `["sensors/#"]`, the simulator's and the documented sensor topic layout.
+    pub fn default_topics() -> Vec<String> {
+        vec!["sensors/#".into()]
+    }
+    /// 1.
+    pub const fn default_qos() -> u8 {
+        1
+    }
+    /// 15 s.
+    pub const fn default_keep_alive_s() -> u64 {
+        15
+    }
+    /// 200 ms.
+    pub const fn default_reconnect_min_ms() -> u64 {
+        200
+    }
+    /// 30 s.
+    pub const fn default_reconnect_max_ms() -> u64 {
+        30_000
+    }
+
+    /// Host, port and whether TLS is used, from `url`.
+    pub fn endpoint(&self) -> Result<(String, u16, bool), String> {
+        let (rest, tls) = if let Some(r) = self.url.strip_prefix("mqtt://") {
+            (r, false)
+        } else if let Some(r) = self.url.strip_prefix("mqtts://") {
+            (r, true)
+        } else {
+            return Err(format!(
+                "`{}` must start with mqtt:// or mqtts://",
+                self.url
+            ));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("`{p}` in `{}` is not a port number", self.url))?,
+            ),
+            None => (rest, if tls { 8883 } else { 1883 }),
+        };
+        if host.is_empty() {
+            return Err(format!("`{}` has no host", self.url));
+        }
+        Ok((host.to_string(), port, tls))
+    }
+}
+
+/// `[[asset]]`: one machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Asset {
+    /// Unique id, used as the Kafka key and in alerts.
+    pub id: String,
+    /// Nominal shaft speed, rpm.
+    pub shaft_rpm: f64,
+    /// The monitored bearing: a preset name (`"skf-6205"`) or a geometry table.
+    #[serde(deserialize_with = "deserialize_geometry_or_preset")]
+    pub bearing: BearingGeometry,
+    /// Sensor ids mounted on this asset.
+    #[serde(default)]
+    pub sensors: Vec<u32>,
+    /// Velocity severity zone limits, mm/s, for this machine's class; default:
+    /// `features.zone_limits`.
+    #[serde(default)]
+    pub severity: Option<crate::features::ZoneLimits>,
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Frames buffered between the sources and the windowing stage.
+    #[serde(default = "PipelineConfig::default_ingest_capacity")]
+    pub ingest_capacity: usize,
+    /// What a source does when that channel is full.
+    #[serde(default = "PipelineConfig::default_when_full")]
+    pub ingest_when_full: WhenFull,
+    /// Windows buffered before feature extraction.
+    #[serde(default = "PipelineConfig::default_window_capacity")]
+    pub window_capacity: usize,
+    /// Longest time a frame is held waiting for a missing predecessor, ms.
+    #[serde(default = "PipelineConfig::default_reorder_wait_ms")]
+    pub reorder_wait_ms: u64,
+    /// Most frames held per sensor waiting for a missing predecessor.
+    #[serde(default = "PipelineConfig::default_reorder_max_frames")]
+    pub reorder_max_frames: usize,
+    /// On shutdown, how long later stages may take to drain, ms.
+    #[serde(default = "PipelineConfig::default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+}
+
+impl PipelineConfig {
+    /// 4096 frames (about 3 s of 8 sensors at 12.8 kHz in 256-sample blocks).
+    pub const fn default_ingest_capacity() -> usize {
+        4096
+    }
+    /// `block`: nothing is dropped by the agent itself.
+    pub const fn default_when_full() -> WhenFull {
+        WhenFull::Block
+    }
+    /// 256 windows.
+    pub const fn default_window_capacity() -> usize {
+        256
+    }
+    /// 500 ms.
+    pub const fn default_reorder_wait_ms() -> u64 {
+        500
+    }
+    /// 16 frames.
+    pub const fn default_reorder_max_frames() -> usize {
+        16
+    }
+    /// 10 s.
+    pub const fn default_drain_timeout_ms() -> u64 {
+        10_000
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            ingest_capacity: Self::default_ingest_capacity(),
+            ingest_when_full: Self::default_when_full(),
+            window_capacity: Self::default_window_capacity(),
+            reorder_wait_ms: Self::default_reorder_wait_ms(),
+            reorder_max_frames: Self::default_reorder_max_frames(),
+            drain_timeout_ms: Self::default_drain_timeout_ms(),
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the HTTP endpoint serving `/metrics` (Prometheus) and `/health`; empty to
+    /// disable.
+    #[serde(default = "MetricsConfig::default_listen")]
+    pub listen: String,
+}
+
+impl MetricsConfig {
+    /// `127.0.0.1:9187`: local only; put a reverse proxy in front to expose it.
+    pub fn default_listen() -> String {
+        "127.0.0.1:9187".into()
+    }
+
+    /// The parsed address, or `None` when disabled.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: Self::default_listen(),
+        }
+    }
+}
+
+/// Collects field errors.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn check(&mut self, ok: bool, field: impl Into<String>, reason: impl Into<String>) {
+        if !ok {
+            self.add(field, reason);
+        }
+    }
+
+    fn file_exists(&mut self, path: &Option<PathBuf>, field: &str) {
+        if let Some(p) = path {
+            self.check(
+                p.is_file(),
+                field,
+                format!("file {} does not exist or is not readable", p.display()),
+            );
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = Self::parse(&text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text without validating it.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Asset of each sensor id: from `asset.sensors` and the serial mappings.
+    pub fn sensor_assets(&self) -> BTreeMap<u32, String> {
+        let mut map = BTreeMap::new();
+        for a in &self.assets {
+            for s in &a.sensors {
+                map.insert(*s, a.id.clone());
+            }
+        }
+        for s in &self.serial {
+            for (sensor, asset) in &s.sensors {
+                if let Ok(id) = sensor.parse() {
+                    map.insert(id, asset.clone());
+                }
+            }
+        }
+        map
+    }
+
+    /// Checks everything parsing cannot; returns every problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        p.check(
+            !self.agent.id.trim().is_empty(),
+            "agent.id",
+            "must not be empty",
+        );
+        p.check(
+            !self.serial.is_empty() || self.mqtt.is_some(),
+            "serial",
+            "no source: configure at least one [[serial]] port or an [mqtt] broker",
+        );
+        for (i, s) in self.serial.iter().enumerate() {
+            let f = |name: &str| format!("serial[{i}].{name}");
+            if !s.device.exists() {
+                p.add(
+                    f("device"),
+                    format!(
+                        "{} does not exist (plug the sensor in, or fix the path)",
+                        s.device.display()
+                    ),
+                );
+            }
+            p.check(
+                (50..=4_000_000).contains(&s.baud),
+                f("baud"),
+                format!("{} is not a baud rate between 50 and 4000000", s.baud),
+            );
+            p.check(s.reconnect_min_ms > 0, f("reconnect_min_ms"), "must be > 0");
+            p.check(
+                s.reconnect_max_ms >= s.reconnect_min_ms,
+                f("reconnect_max_ms"),
+                format!(
+                    "{} is less than reconnect_min_ms {}",
+                    s.reconnect_max_ms, s.reconnect_min_ms
+                ),
+            );
+            for (sensor, asset) in &s.sensors {
+                if sensor.parse::<u32>().is_err() {
+                    p.add(
+                        format!("serial[{i}].sensors.{sensor}"),
+                        "sensor ids are whole numbers (0 to 4294967295)",
+                    );
+                }
+                if !self.assets.iter().any(|a| &a.id == asset) {
+                    p.add(
+                        format!("serial[{i}].sensors.{sensor}"),
+                        format!("names asset `{asset}`, which no [[asset]] defines"),
+                    );
+                }
+            }
+        }
+        if let Some(m) = &self.mqtt {
+            if let Err(e) = m.endpoint() {
+                p.add("mqtt.url", e);
+            }
+            p.check(
+                m.qos <= 2,
+                "mqtt.qos",
+                format!("{} is not 0, 1 or 2", m.qos),
+            );
+            p.check(
+                !m.client_id.is_empty(),
+                "mqtt.client_id",
+                "must not be empty",
+            );
+            p.check(
+                !m.topics.is_empty(),
+                "mqtt.topics",
+                "subscribe to at least one topic",
+            );
+            for (i, t) in m.topics.iter().enumerate() {
+                let bad_wildcard = t.split('/').enumerate().any(|(k, level)| {
+                    (level.contains('#') && (level != "#" || k + 1 != t.split('/').count()))
+                        || (level.contains('+') && level != "+")
+                });
+                p.check(
+                    !t.is_empty() && !bad_wildcard,
+                    format!("mqtt.topics[{i}]"),
+                    format!("`{t}` is not a valid MQTT topic filter"),
+                );
+            }
+            p.check(
+                (1..=65535).contains(&m.keep_alive_s),
+                "mqtt.keep_alive_s",
+                "must be between 1 and 65535",
+            );
+            p.check(
+                m.reconnect_min_ms > 0,
+                "mqtt.reconnect_min_ms",
+                "must be > 0",
+            );
+            p.check(
+                m.reconnect_max_ms >= m.reconnect_min_ms,
+                "mqtt.reconnect_max_ms",
+                "is less than reconnect_min_ms",
+            );
+            p.check(
+                !(m.password.is_some() && m.password_file.is_some()),
+                "mqtt.password",
+                "give either password or password_file, not both",
+            );
+            p.check(
+                m.username.is_some() || (m.password.is_none() && m.password_file.is_none()),
+                "mqtt.username",
+                "a password needs a username",
+            );
+            p.file_exists(&m.password_file, "mqtt.password_file");
+            p.file_exists(&m.ca_file, "mqtt.ca_file");
+            p.file_exists(&m.cert_file, "mqtt.cert_file");
+            p.file_exists(&m.key_file, "mqtt.key_file");
+            p.check(
+                m.cert_file.is_some() == m.key_file.is_some(),
+                "mqtt.key_file",
+                "cert_file and key_file go together",
+            );
+            let tls = m.endpoint().map(|e| e.2).unwrap_or(false);
+            p.check(
+                tls || (m.ca_file.is_none() && m.cert_file.is_none()),
+                "mqtt.ca_file",
+                "TLS files are set but the url is mqtt://, not mqtts://",
+            );
+        }
+        p.check(
+            !self.assets.is_empty(),
+            "asset",
+            "no [[asset]]: configure the machines the sensors are on",
+        );
+        let mut ids = BTreeSet::new();
+        let mut owners: BTreeMap<u32, &str> = BTreeMap::new();
+        for (i, a) in self.assets.iter().enumerate() {
+            let f = |name: &str| format!("asset[{i}].{name}");
+            p.check(!a.id.trim().is_empty(), f("id"), "must not be empty");
+            p.check(
+                ids.insert(a.id.as_str()),
+                f("id"),
+                format!("`{}` is used by another asset", a.id),
+            );
+            p.check(
+                a.shaft_rpm.is_finite() && a.shaft_rpm >= 30.0 && a.shaft_rpm <= 60_000.0,
+                f("shaft_rpm"),
+                format!("{} is not between 30 and 60000 rpm", a.shaft_rpm),
+            );
+            if let Err(BearingError::Invalid { field, reason }) = a.bearing.validate() {
+                p.add(f(&format!("bearing.{field}")), reason);
+            }
+            for s in &a.sensors {
+                if let Some(other) = owners.insert(*s, &a.id) {
+                    p.add(
+                        f("sensors"),
+                        format!("sensor {s} is also on asset `{other}`"),
+                    );
+                }
+            }
+            if let Some(Err(e)) = a.severity.map(|s| s.validate()) {
+                p.add(f("severity"), e.to_string());
+            }
+        }
+        let mapped: usize = self.serial.iter().map(|s| s.sensors.len()).sum();
+        p.check(
+            self.assets.iter().any(|a| !a.sensors.is_empty()) || mapped > 0,
+            "asset",
+            "no sensor is assigned to any asset (set `sensors = [..]` on an asset)",
+        );
+        let w = &self.window;
+        p.check(
+            (256..=65_536).contains(&w.length),
+            "window.length",
+            format!("{} samples is not between 256 and 65536", w.length),
+        );
+        p.check(
+            (0.0..=0.9).contains(&w.overlap),
+            "window.overlap",
+            format!("{} is not between 0 and 0.9", w.overlap),
+        );
+        if let Err(e) = self.features.validate() {
+            p.add("features", e.to_string());
+        }
+        let pl = &self.pipeline;
+        p.check(
+            pl.ingest_capacity > 0,
+            "pipeline.ingest_capacity",
+            "must be > 0",
+        );
+        p.check(
+            pl.window_capacity > 0,
+            "pipeline.window_capacity",
+            "must be > 0",
+        );
+        p.check(
+            pl.reorder_max_frames > 0,
+            "pipeline.reorder_max_frames",
+            "must be > 0",
+        );
+        p.check(
+            self.metrics.listen.is_empty() || self.metrics.addr().is_some(),
+            "metrics.listen",
+            format!(
+                "`{}` is not an address like 127.0.0.1:9187 (empty disables the endpoint)",
+                self.metrics.listen
+            ),
+        );
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(p.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid configuration using a file that exists everywhere as its "device".
+    fn valid() -> String {
+        r#"
+[agent]
+id = "gw-1"
+data_dir = "/tmp/edgewatch-test"
+
+[[serial]]
+device = "Cargo.toml"
+baud = 921600
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+topics = ["sensors/#"]
+
+[[asset]]
+id = "pump-1"
+shaft_rpm = 1480
+bearing = "skf-6205"
+sensors = [1, 2]
+
+[[asset]]
+id = "fan-1"
+shaft_rpm = 990
+bearing = { rolling_elements = 9, element_diameter_mm = 7.94, pitch_diameter_mm = 39.04, contact_angle_deg = 0 }
+sensors = [3]
+"#
+        .to_string()
+    }
+
+    /// The error text for a configuration, parse or validation.
+    fn error_of(text: &str) -> String {
+        match Config::parse(text).and_then(|c| c.validate().map(|_| c)) {
+            Ok(_) => panic!("configuration was accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn invalid_fields(text: &str) -> Vec<String> {
+        match Config::parse(text).expect("parses").validate() {
+            Err(ConfigError::Invalid(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected field errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_valid_example_is_accepted_with_its_defaults() {
+        let c = Config::parse(&valid()).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.window.length, WindowConfig::default_length());
+        assert_eq!(c.mqtt.as_ref().unwrap().qos, 1);
+        assert!(!c.mqtt.as_ref().unwrap().clean_session);
+        assert_eq!(c.sensor_assets().get(&3).map(String::as_str), Some("fan-1"));
+    }
+
+    #[test]
+    fn an_unknown_field_is_named() {
+        let text = valid().replace("baud = 921600", "baud = 921600\nparity = \"even\"");
+        let e = error_of(&text);
+        assert!(e.contains("parity"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_is_named() {
+        let text = valid().replace("shaft_rpm = 1480", "shaft_rpm = \"fast\"");
+        let e = error_of(&text);
+        assert!(e.contains("shaft_rpm"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_required_field_is_named() {
+        let text = valid().replace("url = \"mqtt://127.0.0.1:1883\"", "");
+        let e = error_of(&text);
+        assert!(e.contains("url"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_named() {
+        let text = valid()
+            .replace("shaft_rpm = 990", "shaft_rpm = 0")
+            .replace(
+                "topics = [\"sensors/#\"]",
+                "topics = [\"sensors/#\"]\nqos = 3",
+            )
+            .replace(
+                "[[asset]]\nid = \"pump-1\"",
+                "[window]\noverlap = 0.95\n\n[[asset]]\nid = \"pump-1\"",
+            );
+        let fields = invalid_fields(&text);
+        for f in ["asset[1].shaft_rpm", "mqtt.qos", "window.overlap"] {
+            assert!(fields.contains(&f.to_string()), "{f} not in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_device_or_file_is_named() {
+        let text = valid()
+            .replace("device = \"Cargo.toml\"", "device = \"/dev/ttyNOPE9\"")
+            .replace(
+                "url = \"mqtt://127.0.0.1:1883\"",
+                "url = \"mqtts://broker:8883\"\nca_file = \"/nonexistent/ca.pem\"",
+            );
+        let fields = invalid_fields(&text);
+        assert!(
+            fields.contains(&"serial[0].device".to_string()),
+            "{fields:?}"
+        );
+        assert!(fields.contains(&"mqtt.ca_file".to_string()), "{fields:?}");
+    }
+
+    #[test]
+    fn inconsistent_sections_are_named() {
+        let text = valid().replace("sensors = [3]", "sensors = [2]").replace(
+            "baud = 921600",
+            "baud = 921600\n[serial.sensors]\n9 = \"no-such-asset\"",
+        );
+        let fields = invalid_fields(&text);
+        assert!(
+            fields.contains(&"asset[1].sensors".to_string()),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&"serial[0].sensors.9".to_string()),
+            "{fields:?}"
+        );
+        let dup = valid().replace("id = \"fan-1\"", "id = \"pump-1\"");
+        assert!(invalid_fields(&dup).contains(&"asset[1].id".to_string()));
+    }
+
+    #[test]
+    fn a_configuration_without_sources_or_assets_says_so() {
+        let fields = invalid_fields("[agent]\nid = \"x\"\n");
+        assert!(fields.contains(&"serial".to_string()), "{fields:?}");
+        assert!(fields.contains(&"asset".to_string()), "{fields:?}");
+    }
+
+    #[test]
+    fn bad_bearing_geometry_and_topic_filters_are_named() {
+        let text = valid()
+            .replace("element_diameter_mm = 7.94", "element_diameter_mm = 50")
+            .replace("topics = [\"sensors/#\"]", "topics = [\"sensors/#/x\"]");
+        let fields = invalid_fields(&text);
+        assert!(
+            fields.iter().any(|f| f.starts_with("asset[1].bearing.")),
+            "{fields:?}"
+        );
+        assert!(fields.contains(&"mqtt.topics[0]".to_string()), "{fields:?}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = valid()
+            .replace("shaft_rpm = 1480", "shaft_rpm = -5")
+            .replace("baud = 921600", "baud = 7");
+        assert_eq!(invalid_fields(&text).len(), 2);
+    }
+}

@@ -1,0 +1,15 @@
+//! The edgewatch gateway agent as a library: configuration, sources, ordering and windowing,
+//! features, and the pipeline that joins them. The `agent` binary is a thin command line over it.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod demo;
+pub mod features;
+pub mod health;
+pub mod http;
+pub mod pipeline;
+pub mod runtime;
+pub mod sequencer;
+pub mod source;
+pub mod window;

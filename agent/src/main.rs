@@ -1,0 +1,173 @@
+//! `agent`: the edgewatch gateway agent.
+#![forbid(unsafe_code)]
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use edgewatch_agent::config::Config;
+use edgewatch_agent::{demo, runtime};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "agent", version, about = "Edge predictive-maintenance agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the agent with a configuration file.
+    Run {
+        /// The TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file: exit 0 when valid, 2 with the offending fields otherwise.
+    Validate {
+        /// The TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Simulated sensors and the whole pipeline in one process, with a live view.
+    Demo {
+        /// Built-in firmware-sim scenario or a scenario TOML file.
+        #[arg(long, default_value = "demo")]
+        scenario: String,
+        /// Directory for the agent's data (outbox, baselines).
+        #[arg(long, default_value = "edgewatch-demo-data")]
+        data_dir: PathBuf,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration_s: Option<f64>,
+        /// Metrics and health endpoint (empty: off).
+        #[arg(long, default_value = "127.0.0.1:9187")]
+        metrics_listen: String,
+    },
+    /// Run recordings (a folder with index.csv and raw f32 files) through the feature code and
+    /// print the envelope peak height at each labelled fault frequency, per class.
+    EvalFeatures {
+        /// Folder with `index.csv`.
+        #[arg(long)]
+        data: PathBuf,
+        /// Also print one row per recording.
+        #[arg(long)]
+        per_recording: bool,
+    },
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+fn validate(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(c) => {
+            println!(
+                "{}: valid ({} assets, {} serial ports, mqtt {})",
+                path.display(),
+                c.assets.len(),
+                c.serial.len(),
+                if c.mqtt.is_some() { "on" } else { "off" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: invalid configuration\n{e}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(path: &Path) -> Result<ExitCode> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: invalid configuration\n{e}", path.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let running = runtime::start(config, shutdown.clone(), |report| {
+        tracing::debug!(
+            asset = %report.asset,
+            sensor = report.sensor_id,
+            axis = report.axis,
+            rms_g = report.features.rms_g,
+            velocity_mm_s = report.features.velocity_rms_mm_s,
+            zone = %report.features.zone,
+            "window"
+        );
+    })
+    .await?;
+    tracing::info!("agent running");
+    runtime::termination_signal().await;
+    tracing::info!("shutting down: stopping sources, draining the pipeline");
+    shutdown.cancel();
+    if running.join().await {
+        tracing::info!("stopped cleanly");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        tracing::error!("the pipeline did not drain before the deadline");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn main() -> Result<ExitCode> {
+    init_logging();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Validate { config } => return Ok(validate(&config)),
+        Cmd::EvalFeatures {
+            data,
+            per_recording,
+        } => {
+            let table = edgewatch_agent::features::eval::envelope_table(
+                &data,
+                &edgewatch_agent::features::FeatureConfig::default(),
+            )?;
+            print!("{}", edgewatch_agent::features::eval::format_table(&table));
+            if per_recording {
+                print!(
+                    "{}",
+                    edgewatch_agent::features::eval::format_recordings(&table)
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Cmd::Run { config } => run(&config).await,
+            Cmd::Demo {
+                scenario,
+                data_dir,
+                duration_s,
+                metrics_listen,
+            } => {
+                demo::run(demo::DemoOptions {
+                    scenario,
+                    data_dir,
+                    duration: duration_s.map(Duration::from_secs_f64),
+                    metrics_listen,
+                })
+                .await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Validate { config } => Ok(validate(&config)),
+            Cmd::EvalFeatures { .. } => Ok(ExitCode::SUCCESS),
+        }
+    })
+}

@@ -1,0 +1,155 @@
+//! Starts and stops the whole agent: metrics, sources, pipeline stages and a report consumer.
+//!
+//! Shutdown order (one deadline, `pipeline.drain_timeout_ms`): the token cancels the sources;
+//! their channel senders drop; the assembler drains the ingest channel and flushes held frames;
+//! the feature thread drains the windows; the consumer sees the report channel close.
+
+use crate::config::Config;
+use crate::health::Health;
+use crate::pipeline::{self, WindowReport};
+use crate::source::{self, IngestSender};
+use anyhow::{Context, Result};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn prometheus() -> Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("edgewatch_feature_seconds".into()),
+            &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
+        )
+        .context("histogram buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Handles of a running agent.
+#[derive(Debug)]
+pub struct Running {
+    /// Liveness stamps.
+    pub health: Arc<Health>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    drain: Duration,
+}
+
+/// Starts everything; reports go to `on_report` on a consumer task.
+pub async fn start(
+    config: Config,
+    shutdown: CancellationToken,
+    mut on_report: impl FnMut(WindowReport) + Send + 'static,
+) -> Result<Running> {
+    let epoch = Instant::now();
+    let health = Arc::new(Health::new(epoch));
+    let prometheus = prometheus()?;
+    let config = Arc::new(config);
+    let mut tasks = Vec::new();
+    let mut threads = Vec::new();
+
+    if let Some(addr) = config.metrics.addr() {
+        let (p, h, s) = (prometheus.clone(), health.clone(), shutdown.clone());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics.listen: cannot bind {addr}"))?;
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::http::serve(listener, p, h, s).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        }));
+    }
+
+    let (ingest_tx, ingest_rx) = mpsc::channel(config.pipeline.ingest_capacity);
+    let (window_tx, window_rx) = mpsc::channel(config.pipeline.window_capacity);
+    let (report_tx, mut report_rx) = mpsc::channel::<WindowReport>(config.pipeline.window_capacity);
+    let sender = IngestSender::new(ingest_tx, config.pipeline.ingest_when_full, epoch);
+
+    for serial in &config.serial {
+        threads.push(
+            source::serial::spawn(serial.clone(), sender.clone(), shutdown.clone())
+                .context("starting a serial reader thread")?,
+        );
+    }
+    if let Some(mqtt) = config.mqtt.clone() {
+        source::mqtt::options(&mqtt)?;
+        let (tx, s) = (sender.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = source::mqtt::run(mqtt, tx, s).await {
+                tracing::error!(error = %e, "mqtt source failed");
+            }
+        }));
+    }
+    drop(sender);
+
+    {
+        let (c, h) = (config.clone(), health.clone());
+        tasks.push(tokio::spawn(async move {
+            pipeline::assemble(&c, ingest_rx, window_tx, epoch, h).await;
+        }));
+    }
+    {
+        let (c, h) = (config.clone(), health.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("features".into())
+                .spawn(move || pipeline::extract_features(&c, window_rx, report_tx, h))
+                .context("starting the feature thread")?,
+        );
+    }
+    tasks.push(tokio::spawn(async move {
+        while let Some(report) = report_rx.recv().await {
+            on_report(report);
+        }
+    }));
+    Ok(Running {
+        health,
+        tasks,
+        threads,
+        drain: Duration::from_millis(config.pipeline.drain_timeout_ms),
+    })
+}
+
+impl Running {
+    /// Waits for every stage to finish after the shutdown token was cancelled, at most the
+    /// drain timeout. Returns false if the deadline passed first.
+    pub async fn join(self) -> bool {
+        let deadline = tokio::time::Instant::now() + self.drain;
+        for task in self.tasks {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::error!("a pipeline task did not drain before the deadline");
+                return false;
+            }
+        }
+        let threads = self.threads;
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        tokio::time::timeout_at(deadline, joined).await.is_ok()
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn termination_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

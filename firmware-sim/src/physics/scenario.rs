@@ -1,0 +1,1180 @@
+//! Scenarios: which machines a simulated sensor network watches and how their condition
+//! evolves, plus [`AssetSim`], the pure per-asset generator a driver pulls data from.
+//!
+//! # File format
+//!
+//! A scenario is a TOML document (see `scenarios/degrading-pump.toml` in this crate):
+//!
+//! ```toml
+//! name = "degrading-pump"
+//! seed = 42                      # everything random derives from this
+//! sample_rate_hz = 12800         # per axis
+//! block_size = 512               # samples per axis in one vibration frame
+//! axes = 1                       # 1..=3: radial horizontal, radial vertical, axial
+//!
+//! [[asset]]
+//! id = "pump-1"
+//! sensor_id = 1
+//! [asset.machine]                # vibration::MachineParams; every field optional
+//! rpm = 1480
+//! bearing = "skf-6205"           # a preset name or a geometry table
+//! [asset.thermal]                # thermal::ThermalParams; every field optional
+//! time_constant_s = 120
+//! [[asset.phase]]                # keyframes, in time order
+//! at_s = 0
+//! load = 0.8
+//! [[asset.phase]]
+//! at_s = 300
+//! faults = { outer_race = 0.8 }
+//! ```
+//!
+//! Every table rejects unknown keys. Each keyframe states the whole condition: an omitted
+//! fault is 0, an omitted `load` is [`DEFAULT_LOAD`], an omitted `overheat` is 0. Between
+//! keyframes every quantity is interpolated linearly; before the first and after the last the
+//! nearest keyframe holds. Two keyframes at the same time make a step change.
+//!
+//! # Time and determinism
+//!
+//! [`AssetSim`] keeps a sample clock: block `n` starts at `n · block_size / sample_rate_hz`
+//! seconds of signal time, and its faults are the timeline's at that instant. Temperatures
+//! are read at times the caller chooses ([`AssetSim::temperature_at`]). Nothing reads a
+//! wall clock, so pacing (real time on a device, as fast as possible in tests) is the driver's
+//! business. Each asset's random streams derive from the scenario seed and its `sensor_id`, so
+//! reordering assets or adding one does not change the others' data.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::thermal::{ThermalError, ThermalModel, ThermalParams};
+use super::vibration::{FaultSeverity, MAX_AXES, MachineParams, VibrationError, VibrationSynth};
+
+/// Default accelerometer full scale, g: ±16 g, as on common MEMS parts. An `i16` sample
+/// represents `value_g * 32767 / full_scale_g`.
+pub const DEFAULT_FULL_SCALE_G: f32 = 16.0;
+/// Default sample rate per axis, Hz.
+pub const DEFAULT_SAMPLE_RATE_HZ: f64 = 12_800.0;
+/// Default samples per axis in one vibration block (40 ms at the default rate).
+pub const DEFAULT_BLOCK_SIZE: usize = 512;
+/// Largest accepted block size, samples per axis. (A transport may allow less per frame
+/// across all axes; framing is checked where frames are built.)
+pub const MAX_BLOCK_SIZE: usize = 2048;
+/// Default number of axes. One radial axis keeps a sensor at 25.6 kB/s of samples, which
+/// leaves room on a 921 600 baud serial link; three axes need a faster link or MQTT.
+pub const DEFAULT_AXES: u8 = 1;
+/// Default interval between temperature readings, milliseconds.
+pub const DEFAULT_TEMPERATURE_INTERVAL_MS: u32 = 1000;
+/// Default interval between sensor status reports, milliseconds.
+pub const DEFAULT_STATUS_INTERVAL_MS: u32 = 10_000;
+/// Load fraction of a keyframe that does not state one: a typical duty point.
+pub const DEFAULT_LOAD: f64 = 0.8;
+
+/// A scenario that cannot be run.
+///
+/// None is recoverable by retrying: the scenario file (or the asset index) has to change.
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    /// Not valid TOML, a key of the wrong type, or an unknown key; the message gives the line.
+    #[error("scenario does not parse: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value out of range; `field` is its path, e.g. `asset[0].machine.rpm`.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// Path of the offending value.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// [`AssetSim::new`] was asked for an asset index the scenario does not have.
+    #[error("scenario has no asset at index {0}")]
+    NoSuchAsset(usize),
+    /// The scenario could not be written as TOML (a seed above `i64::MAX`).
+    #[error("scenario cannot be written as TOML: {0}")]
+    Serialize(#[from] toml::ser::Error),
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A whole simulated installation: global signal settings and the assets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, shown by the simulator and carried in status reports.
+    pub name: String,
+    /// What the scenario shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Seed of every random stream. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+    /// Signal time after which the simulator stops, seconds; `None` runs until stopped (the
+    /// last keyframe holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// Sample rate per axis, Hz, within 1000..=100000. Default [`DEFAULT_SAMPLE_RATE_HZ`].
+    #[serde(default = "default_sample_rate_hz")]
+    pub sample_rate_hz: f64,
+    /// Samples per axis in one vibration block, within 1..=[`MAX_BLOCK_SIZE`]. Default
+    /// [`DEFAULT_BLOCK_SIZE`].
+    #[serde(default = "default_block_size")]
+    pub block_size: usize,
+    /// Axes per sensor, 1..=3. Default [`DEFAULT_AXES`].
+    #[serde(default = "default_axes")]
+    pub axes: u8,
+    /// Interval between temperature readings, ms, > 0. Default
+    /// [`DEFAULT_TEMPERATURE_INTERVAL_MS`].
+    #[serde(default = "default_temperature_interval_ms")]
+    pub temperature_interval_ms: u32,
+    /// Interval between status reports, ms, > 0. Default [`DEFAULT_STATUS_INTERVAL_MS`].
+    #[serde(default = "default_status_interval_ms")]
+    pub status_interval_ms: u32,
+    /// Accelerometer full scale, g, within (0, 1000]. Default [`DEFAULT_FULL_SCALE_G`].
+    #[serde(default = "default_full_scale_g")]
+    pub full_scale_g: f32,
+    /// The monitored assets, one sensor each; at least one.
+    #[serde(rename = "asset")]
+    pub assets: Vec<AssetConfig>,
+}
+
+const fn default_sample_rate_hz() -> f64 {
+    DEFAULT_SAMPLE_RATE_HZ
+}
+const fn default_block_size() -> usize {
+    DEFAULT_BLOCK_SIZE
+}
+const fn default_axes() -> u8 {
+    DEFAULT_AXES
+}
+const fn default_temperature_interval_ms() -> u32 {
+    DEFAULT_TEMPERATURE_INTERVAL_MS
+}
+const fn default_status_interval_ms() -> u32 {
+    DEFAULT_STATUS_INTERVAL_MS
+}
+const fn default_full_scale_g() -> f32 {
+    DEFAULT_FULL_SCALE_G
+}
+const fn default_load() -> f64 {
+    DEFAULT_LOAD
+}
+
+/// One monitored machine and the sensor on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetConfig {
+    /// Asset name, unique in the scenario, e.g. `pump-1`.
+    pub id: String,
+    /// Sensor node id on the wire, unique in the scenario.
+    pub sensor_id: u32,
+    /// Mechanics and structure; every field has a default.
+    #[serde(default)]
+    pub machine: MachineParams,
+    /// Thermal behaviour; every field has a default.
+    #[serde(default)]
+    pub thermal: ThermalParams,
+    /// Condition keyframes in non-decreasing time order; none means healthy at
+    /// [`DEFAULT_LOAD`] throughout.
+    #[serde(default, rename = "phase", skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
+}
+
+/// A keyframe: the asset's full condition at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    /// Signal time of the keyframe, seconds from the start, >= 0.
+    pub at_s: f64,
+    /// Load as a fraction of rated, 0..=1. Default [`DEFAULT_LOAD`].
+    #[serde(default = "default_load")]
+    pub load: f64,
+    /// Loss of cooling or lubrication, 0..=1 (drives temperature only). Default 0.
+    #[serde(default)]
+    pub overheat: f64,
+    /// Fault severities; omitted ones are 0.
+    #[serde(default)]
+    pub faults: FaultSeverity,
+}
+
+/// An asset's condition at one instant, interpolated from its keyframes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Condition {
+    /// Fault severities, each 0..=1.
+    pub faults: FaultSeverity,
+    /// Load fraction, 0..=1.
+    pub load: f64,
+    /// Overheating, 0..=1.
+    pub overheat: f64,
+}
+
+impl Condition {
+    /// Healthy at [`DEFAULT_LOAD`].
+    pub const NOMINAL: Self = Self {
+        faults: FaultSeverity::HEALTHY,
+        load: DEFAULT_LOAD,
+        overheat: 0.0,
+    };
+
+    /// How much extra heat the faults generate, 0..=1: the worst bearing defect, or half the
+    /// misalignment, or a third of the looseness, whichever is largest. Imbalance adds load
+    /// on the bearings but little friction, so it is ignored.
+    pub fn friction_severity(&self) -> f64 {
+        let f = &self.faults;
+        f.bearing_max()
+            .max(0.5 * f.misalignment)
+            .max(f.looseness / 3.0)
+            .clamp(0.0, 1.0)
+    }
+}
+
+impl From<&Phase> for Condition {
+    fn from(phase: &Phase) -> Self {
+        Self {
+            faults: phase.faults,
+            load: phase.load,
+            overheat: phase.overheat,
+        }
+    }
+}
+
+impl AssetConfig {
+    /// The condition at signal time `t_s` (see the module docs for the interpolation rules).
+    pub fn condition_at(&self, t_s: f64) -> Condition {
+        let phases = &self.phases;
+        let Some(first) = phases.first() else {
+            return Condition::NOMINAL;
+        };
+        let next = phases.partition_point(|phase| phase.at_s <= t_s);
+        if next == 0 {
+            return first.into();
+        }
+        let before = &phases[next - 1];
+        let Some(after) = phases.get(next) else {
+            return before.into();
+        };
+        let t = (t_s - before.at_s) / (after.at_s - before.at_s);
+        Condition {
+            faults: before.faults.lerp(&after.faults, t),
+            load: before.load + (after.load - before.load) * t,
+            overheat: before.overheat + (after.overheat - before.overheat) * t,
+        }
+    }
+
+    fn validate(&self, path: &str, sample_rate_hz: f64) -> Result<(), ScenarioError> {
+        if self.id.trim().is_empty() {
+            return Err(invalid(format!("{path}.id"), "must not be empty"));
+        }
+        self.machine
+            .validate_at(sample_rate_hz)
+            .map_err(|error| match error {
+                VibrationError::Invalid { field, reason } => {
+                    invalid(format!("{path}.machine.{field}"), reason)
+                }
+            })?;
+        self.thermal.validate().map_err(|error| match error {
+            ThermalError::Invalid { field, reason } => {
+                invalid(format!("{path}.thermal.{field}"), reason)
+            }
+        })?;
+        let mut previous_at_s = 0.0;
+        for (j, phase) in self.phases.iter().enumerate() {
+            let here = format!("{path}.phase[{j}]");
+            if !(phase.at_s.is_finite() && phase.at_s >= 0.0) {
+                return Err(invalid(format!("{here}.at_s"), "must be finite and >= 0"));
+            }
+            if phase.at_s < previous_at_s {
+                return Err(invalid(
+                    format!("{here}.at_s"),
+                    format!("must not be earlier than the previous keyframe ({previous_at_s} s)"),
+                ));
+            }
+            previous_at_s = phase.at_s;
+            if !(0.0..=1.0).contains(&phase.load) {
+                return Err(invalid(format!("{here}.load"), "must be within 0..=1"));
+            }
+            if !(0.0..=1.0).contains(&phase.overheat) {
+                return Err(invalid(format!("{here}.overheat"), "must be within 0..=1"));
+            }
+            phase.faults.validate().map_err(|error| match error {
+                VibrationError::Invalid { field, reason } => {
+                    invalid(format!("{here}.faults.{field}"), reason)
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// Parses a TOML scenario and [`validate`](Self::validate)s it.
+    pub fn from_toml_str(text: &str) -> Result<Self, ScenarioError> {
+        let scenario: Self = toml::from_str(text)?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// The scenario as a TOML document that [`from_toml_str`](Self::from_toml_str) reads back
+    /// unchanged (e.g. to start a custom file from a built-in one).
+    pub fn to_toml(&self) -> Result<String, ScenarioError> {
+        Ok(toml::to_string(self)?)
+    }
+
+    /// Checks every value is in range and ids are unique; the error names the first offending
+    /// value by its path.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if self.name.trim().is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        if let Some(duration) = self.duration_s
+            && !(duration.is_finite() && duration > 0.0)
+        {
+            return Err(invalid("duration_s", "must be finite and > 0"));
+        }
+        if !(self.sample_rate_hz.is_finite() && (1000.0..=100_000.0).contains(&self.sample_rate_hz))
+        {
+            return Err(invalid("sample_rate_hz", "must be within 1000..=100000"));
+        }
+        if !(1..=MAX_BLOCK_SIZE).contains(&self.block_size) {
+            return Err(invalid(
+                "block_size",
+                format!("must be within 1..={MAX_BLOCK_SIZE}"),
+            ));
+        }
+        if !(1..=MAX_AXES).contains(&usize::from(self.axes)) {
+            return Err(invalid("axes", format!("must be within 1..={MAX_AXES}")));
+        }
+        if self.temperature_interval_ms == 0 {
+            return Err(invalid("temperature_interval_ms", "must be > 0"));
+        }
+        if self.status_interval_ms == 0 {
+            return Err(invalid("status_interval_ms", "must be > 0"));
+        }
+        if !(self.full_scale_g > 0.0 && self.full_scale_g <= 1000.0) {
+            return Err(invalid("full_scale_g", "must be within (0, 1000]"));
+        }
+        if self.assets.is_empty() {
+            return Err(invalid("asset", "at least one [[asset]] is required"));
+        }
+        for (i, asset) in self.assets.iter().enumerate() {
+            let path = format!("asset[{i}]");
+            asset.validate(&path, self.sample_rate_hz)?;
+            let earlier = &self.assets[..i];
+            if let Some(k) = earlier.iter().position(|other| other.id == asset.id) {
+                return Err(invalid(
+                    format!("{path}.id"),
+                    format!("`{}` is already used by asset[{k}]", asset.id),
+                ));
+            }
+            if let Some(k) = earlier
+                .iter()
+                .position(|other| other.sensor_id == asset.sensor_id)
+            {
+                return Err(invalid(
+                    format!("{path}.sensor_id"),
+                    format!("{} is already used by asset[{k}]", asset.sensor_id),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Duration of one vibration block, seconds.
+    pub fn block_duration_s(&self) -> f64 {
+        self.block_size as f64 / self.sample_rate_hz
+    }
+
+    /// A generator for every asset, in order.
+    pub fn asset_sims(&self) -> Result<Vec<AssetSim>, ScenarioError> {
+        (0..self.assets.len())
+            .map(|index| AssetSim::new(self, index))
+            .collect()
+    }
+
+    /// Names accepted by [`builtin`](Self::builtin).
+    pub fn builtin_names() -> &'static [&'static str] {
+        &[
+            "healthy",
+            "outer-race",
+            "inner-race",
+            "rolling-element",
+            "imbalance",
+            "misalignment",
+            "looseness",
+            "overheating",
+            "degrading",
+            "demo",
+        ]
+    }
+
+    /// A built-in scenario by name (see [`builtin_names`](Self::builtin_names)), or `None`.
+    ///
+    /// The single-fault scenarios hold one established fault (severity 0.5) on a pump from the
+    /// first sample; `overheating` and `degrading` start healthy and deteriorate over minutes;
+    /// `demo` runs several assets in different conditions.
+    pub fn builtin(name: &str) -> Option<Self> {
+        let single = |description: &str, set: fn(&mut FaultSeverity)| {
+            let mut faults = FaultSeverity::HEALTHY;
+            set(&mut faults);
+            let asset = asset(
+                "pump-1",
+                1,
+                MachineParams::DEFAULT,
+                vec![phase(0.0, faults)],
+            );
+            scenario(name, description, None, vec![asset])
+        };
+        let scenario = match name {
+            "healthy" => single("A pump in good condition.", |_| {}),
+            "outer-race" => single(
+                "A pump with an established outer-race defect: envelope lines at BPFO.",
+                |f| f.outer_race = 0.5,
+            ),
+            "inner-race" => single(
+                "A pump with an established inner-race defect: envelope lines at BPFI with 1x \
+                 sidebands.",
+                |f| f.inner_race = 0.5,
+            ),
+            "rolling-element" => single(
+                "A pump with a spalled ball: envelope lines at 2 x BSF and FTF.",
+                |f| f.rolling_element = 0.5,
+            ),
+            "imbalance" => single("A pump with rotor imbalance: high radial 1x.", |f| {
+                f.imbalance = 0.5;
+            }),
+            "misalignment" => Scenario {
+                axes: 3,
+                ..single(
+                    "A pump with shaft misalignment: high 2x, strongest on the axial axis.",
+                    |f| f.misalignment = 0.5,
+                )
+            },
+            "looseness" => single(
+                "A pump with mechanical looseness: 1x harmonics, half-harmonics, clipping.",
+                |f| f.looseness = 0.5,
+            ),
+            "overheating" => overheating(),
+            "degrading" => degrading(),
+            "demo" => demo(),
+            _ => return None,
+        };
+        debug_assert!(scenario.validate().is_ok(), "built-in {name} is invalid");
+        Some(scenario)
+    }
+}
+
+fn scenario(
+    name: &str,
+    description: &str,
+    duration_s: Option<f64>,
+    assets: Vec<AssetConfig>,
+) -> Scenario {
+    Scenario {
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+        seed: 1,
+        duration_s,
+        sample_rate_hz: DEFAULT_SAMPLE_RATE_HZ,
+        block_size: DEFAULT_BLOCK_SIZE,
+        axes: DEFAULT_AXES,
+        temperature_interval_ms: DEFAULT_TEMPERATURE_INTERVAL_MS,
+        status_interval_ms: DEFAULT_STATUS_INTERVAL_MS,
+        full_scale_g: DEFAULT_FULL_SCALE_G,
+        assets,
+    }
+}
+
+fn asset(id: &str, sensor_id: u32, machine: MachineParams, phases: Vec<Phase>) -> AssetConfig {
+    AssetConfig {
+        id: id.to_owned(),
+        sensor_id,
+        machine,
+        thermal: ThermalParams::DEFAULT,
+        phases,
+    }
+}
+
+fn phase(at_s: f64, faults: FaultSeverity) -> Phase {
+    Phase {
+        at_s,
+        load: DEFAULT_LOAD,
+        overheat: 0.0,
+        faults,
+    }
+}
+
+fn outer_race(severity: f64) -> FaultSeverity {
+    FaultSeverity {
+        outer_race: severity,
+        ..FaultSeverity::HEALTHY
+    }
+}
+
+/// Thermal settings that show changes within minutes rather than the tens of minutes of a
+/// real housing.
+fn fast_thermal(time_constant_s: f64) -> ThermalParams {
+    ThermalParams {
+        time_constant_s,
+        ..ThermalParams::DEFAULT
+    }
+}
+
+fn overheating() -> Scenario {
+    let mut pump = asset(
+        "pump-1",
+        1,
+        MachineParams::DEFAULT,
+        vec![
+            phase(0.0, FaultSeverity::HEALTHY),
+            phase(60.0, FaultSeverity::HEALTHY),
+            Phase {
+                overheat: 1.0,
+                ..phase(180.0, FaultSeverity::HEALTHY)
+            },
+        ],
+    );
+    pump.thermal = fast_thermal(90.0);
+    scenario(
+        "overheating",
+        "A pump losing lubrication: vibration stays healthy while the temperature climbs about \
+         40 C between 1 and 5 minutes.",
+        Some(600.0),
+        vec![pump],
+    )
+}
+
+fn degrading() -> Scenario {
+    let mut pump = asset(
+        "pump-1",
+        1,
+        MachineParams::DEFAULT,
+        vec![
+            phase(0.0, outer_race(0.0)),
+            phase(60.0, outer_race(0.0)),
+            phase(120.0, outer_race(0.15)),
+            phase(240.0, outer_race(0.35)),
+            Phase {
+                overheat: 0.3,
+                ..phase(360.0, outer_race(0.85))
+            },
+        ],
+    );
+    pump.thermal = fast_thermal(120.0);
+    scenario(
+        "degrading",
+        "A pump bearing's outer race fails: healthy for a minute, incipient (envelope only) by \
+         2 minutes, clear by 4, severe with rising temperature by 6.",
+        Some(420.0),
+        vec![pump],
+    )
+}
+
+fn demo() -> Scenario {
+    let healthy = asset(
+        "pump-1",
+        1,
+        MachineParams::DEFAULT,
+        vec![phase(0.0, FaultSeverity::HEALTHY)],
+    );
+    let mut degrading = asset(
+        "pump-2",
+        2,
+        MachineParams {
+            resonance_hz: 3400.0,
+            ..MachineParams::DEFAULT
+        },
+        vec![
+            phase(0.0, outer_race(0.0)),
+            phase(30.0, outer_race(0.0)),
+            phase(90.0, outer_race(0.15)),
+            phase(240.0, outer_race(0.7)),
+        ],
+    );
+    degrading.thermal = fast_thermal(120.0);
+    let fan = asset(
+        "fan-1",
+        3,
+        MachineParams {
+            rpm: 2950.0,
+            bearing: super::bearing::BearingGeometry::skf_6203(),
+            resonance_hz: 2600.0,
+            ..MachineParams::DEFAULT
+        },
+        vec![phase(
+            0.0,
+            FaultSeverity {
+                imbalance: 0.5,
+                ..FaultSeverity::HEALTHY
+            },
+        )],
+    );
+    let mut motor = asset(
+        "motor-1",
+        4,
+        MachineParams {
+            rpm: 1780.0,
+            resonance_hz: 3800.0,
+            ..MachineParams::DEFAULT
+        },
+        vec![
+            phase(
+                0.0,
+                FaultSeverity {
+                    inner_race: 0.4,
+                    ..FaultSeverity::HEALTHY
+                },
+            ),
+            Phase {
+                overheat: 0.0,
+                ..phase(
+                    120.0,
+                    FaultSeverity {
+                        inner_race: 0.4,
+                        ..FaultSeverity::HEALTHY
+                    },
+                )
+            },
+            Phase {
+                overheat: 0.8,
+                ..phase(
+                    300.0,
+                    FaultSeverity {
+                        inner_race: 0.5,
+                        ..FaultSeverity::HEALTHY
+                    },
+                )
+            },
+        ],
+    );
+    motor.thermal = fast_thermal(120.0);
+    let conveyor = asset(
+        "conveyor-1",
+        5,
+        MachineParams {
+            rpm: 985.0,
+            resonance_hz: 2200.0,
+            ..MachineParams::DEFAULT
+        },
+        vec![phase(
+            0.0,
+            FaultSeverity {
+                looseness: 0.5,
+                ..FaultSeverity::HEALTHY
+            },
+        )],
+    );
+    scenario(
+        "demo",
+        "Five assets: pump-1 healthy; pump-2 outer race degrading over 4 minutes; fan-1 \
+         imbalance; motor-1 inner race, overheating after 2 minutes; conveyor-1 looseness.",
+        None,
+        vec![healthy, degrading, fan, motor, conveyor],
+    )
+}
+
+/// Where a vibration block sits in signal time, and the condition it was generated under.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockInfo {
+    /// Block number for this asset, from 0.
+    pub sequence: u64,
+    /// Index of the block's first sample per axis since the start.
+    pub first_sample: u64,
+    /// Signal time of the first sample, seconds since the start.
+    pub t_start_s: f64,
+    /// Samples per axis in the block.
+    pub samples_per_axis: usize,
+    /// Interleaved axes per frame.
+    pub axes: usize,
+    /// Condition (at `t_start_s`) the block was generated under.
+    pub condition: Condition,
+}
+
+/// Pure generator of one asset's sensor data: vibration blocks on its own sample clock and
+/// temperature readings at caller-given times. See the module docs.
+#[derive(Debug, Clone)]
+pub struct AssetSim {
+    config: AssetConfig,
+    synth: VibrationSynth,
+    thermal: ThermalModel,
+    block_size: usize,
+    full_scale_g: f32,
+    blocks: u64,
+    thermal_time_s: f64,
+}
+
+/// SplitMix64 finaliser: decorrelates seeds derived from small integers.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl AssetSim {
+    /// The generator for `scenario.assets[index]`, after validating the whole scenario.
+    ///
+    /// The thermal model starts settled at the condition at time 0 (already warm).
+    pub fn new(scenario: &Scenario, index: usize) -> Result<Self, ScenarioError> {
+        scenario.validate()?;
+        let config = scenario
+            .assets
+            .get(index)
+            .ok_or(ScenarioError::NoSuchAsset(index))?
+            .clone();
+        let asset_seed = mix(scenario.seed ^ mix(u64::from(config.sensor_id)));
+        let path = format!("asset[{index}]");
+        let synth = VibrationSynth::new(
+            &config.machine,
+            scenario.sample_rate_hz,
+            usize::from(scenario.axes),
+            mix(asset_seed ^ 1),
+        )
+        .map_err(|VibrationError::Invalid { field, reason }| {
+            invalid(format!("{path}.machine.{field}"), reason)
+        })?;
+        let mut thermal = ThermalModel::new(&config.thermal, mix(asset_seed ^ 2)).map_err(
+            |ThermalError::Invalid { field, reason }| {
+                invalid(format!("{path}.thermal.{field}"), reason)
+            },
+        )?;
+        let start = config.condition_at(0.0);
+        thermal.settle(start.load, start.friction_severity(), start.overheat);
+        Ok(Self {
+            config,
+            synth,
+            thermal,
+            block_size: scenario.block_size,
+            full_scale_g: scenario.full_scale_g,
+            blocks: 0,
+            thermal_time_s: 0.0,
+        })
+    }
+
+    /// The asset's id.
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// The sensor node id.
+    pub fn sensor_id(&self) -> u32 {
+        self.config.sensor_id
+    }
+
+    /// The asset's configuration.
+    pub fn config(&self) -> &AssetConfig {
+        &self.config
+    }
+
+    /// Interleaved axes per frame.
+    pub fn axes(&self) -> usize {
+        self.synth.axes()
+    }
+
+    /// Sample rate per axis, Hz.
+    pub fn sample_rate_hz(&self) -> f64 {
+        self.synth.sample_rate_hz()
+    }
+
+    /// The scenario's block size, samples per axis.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Length of the interleaved buffer for one scenario block: `block_size · axes`.
+    pub fn block_len(&self) -> usize {
+        self.block_size * self.axes()
+    }
+
+    /// The scenario's accelerometer full scale, g.
+    pub fn full_scale_g(&self) -> f32 {
+        self.full_scale_g
+    }
+
+    /// Signal time at which the next vibration block starts, seconds.
+    pub fn next_block_start_s(&self) -> f64 {
+        self.synth.elapsed_s()
+    }
+
+    /// The asset's condition at signal time `t_s`.
+    pub fn condition_at(&self, t_s: f64) -> Condition {
+        self.config.condition_at(t_s)
+    }
+
+    /// Fills `out` (normally [`block_len`](Self::block_len) long) with the next interleaved
+    /// samples in g, generated under the condition at the block's start time.
+    ///
+    /// Values are not clipped to the full scale; the converter to integers decides how.
+    ///
+    /// # Panics
+    ///
+    /// If `out.len()` is not a multiple of [`axes`](Self::axes).
+    pub fn next_vibration(&mut self, out: &mut [f32]) -> BlockInfo {
+        let first_sample = self.synth.samples_generated();
+        let t_start_s = self.synth.elapsed_s();
+        let condition = self.config.condition_at(t_start_s);
+        self.synth.next_block(&condition.faults, out);
+        let info = BlockInfo {
+            sequence: self.blocks,
+            first_sample,
+            t_start_s,
+            samples_per_axis: out.len() / self.axes(),
+            axes: self.axes(),
+            condition,
+        };
+        self.blocks += 1;
+        info
+    }
+
+    /// A temperature reading, °C, at signal time `t_s`: the thermal model advances from the
+    /// previous reading's time under the condition at `t_s`. A time earlier than the previous
+    /// reading advances nothing and yields a fresh noisy reading of the current state.
+    pub fn temperature_at(&mut self, t_s: f64) -> f64 {
+        let condition = self.config.condition_at(t_s);
+        let dt_s = t_s - self.thermal_time_s;
+        let reading = self.thermal.step(
+            dt_s,
+            condition.load,
+            condition.friction_severity(),
+            condition.overheat,
+        );
+        if dt_s > 0.0 {
+            self.thermal_time_s = t_s;
+        }
+        reading
+    }
+
+    /// The noise-free temperature after the latest reading, °C.
+    pub fn true_temperature_c(&self) -> f64 {
+        self.thermal.true_temperature_c()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../scenarios/degrading-pump.toml");
+
+    const MINIMAL: &str = r#"
+name = "minimal"
+[[asset]]
+id = "pump-1"
+sensor_id = 7
+"#;
+
+    fn error_of(text: &str) -> String {
+        Scenario::from_toml_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_minimal_scenario_takes_the_documented_defaults() {
+        let scenario = Scenario::from_toml_str(MINIMAL).unwrap();
+        assert_eq!(scenario.seed, 0);
+        assert_eq!(scenario.sample_rate_hz, DEFAULT_SAMPLE_RATE_HZ);
+        assert_eq!(scenario.block_size, DEFAULT_BLOCK_SIZE);
+        assert_eq!(scenario.axes, DEFAULT_AXES);
+        assert_eq!(scenario.full_scale_g, DEFAULT_FULL_SCALE_G);
+        assert_eq!(scenario.assets[0].machine, MachineParams::DEFAULT);
+        assert_eq!(scenario.assets[0].condition_at(5.0), Condition::NOMINAL);
+    }
+
+    #[test]
+    fn the_example_scenario_file_parses_and_validates() {
+        let scenario = Scenario::from_toml_str(EXAMPLE).unwrap();
+        assert_eq!(scenario.name, "degrading-pump");
+        let pump = &scenario.assets[0];
+        assert_eq!(
+            pump.machine.bearing,
+            super::super::bearing::BearingGeometry::skf_6205()
+        );
+        let start = pump.condition_at(0.0).faults.outer_race;
+        let end = pump.condition_at(1e6).faults.outer_race;
+        assert!(start == 0.0 && end > 0.5, "{start} -> {end}");
+    }
+
+    #[test]
+    fn every_builtin_scenario_validates_and_round_trips_through_toml() {
+        for name in Scenario::builtin_names() {
+            let scenario = Scenario::builtin(name).unwrap();
+            scenario.validate().unwrap();
+            assert_eq!(&scenario.name, name);
+            let text = scenario.to_toml().unwrap();
+            let parsed = Scenario::from_toml_str(&text)
+                .unwrap_or_else(|error| panic!("{name}: {error}\n{text}"));
+            assert_eq!(parsed, scenario, "{name}");
+        }
+        assert_eq!(Scenario::builtin("no-such-scenario"), None);
+    }
+
+    #[test]
+    fn each_single_fault_builtin_has_exactly_its_fault() {
+        fn check(name: &str, severity: fn(&FaultSeverity) -> f64) {
+            let faults = Scenario::builtin(name).unwrap().assets[0]
+                .condition_at(10.0)
+                .faults;
+            assert!(severity(&faults) > 0.0, "{name}");
+            let total = faults.outer_race
+                + faults.inner_race
+                + faults.rolling_element
+                + faults.imbalance
+                + faults.misalignment
+                + faults.looseness;
+            assert_eq!(total, severity(&faults), "{name} has other faults");
+        }
+        check("outer-race", |f| f.outer_race);
+        check("inner-race", |f| f.inner_race);
+        check("rolling-element", |f| f.rolling_element);
+        check("imbalance", |f| f.imbalance);
+        check("misalignment", |f| f.misalignment);
+        check("looseness", |f| f.looseness);
+        let healthy = Scenario::builtin("healthy").unwrap();
+        assert!(healthy.assets[0].condition_at(10.0).faults.is_healthy());
+    }
+
+    #[test]
+    fn a_misspelt_key_is_rejected_naming_it() {
+        let text = MINIMAL.replace("sensor_id = 7", "sensor_id = 7\nrmp = 1500");
+        let message = error_of(&text);
+        assert!(message.contains("rmp"), "{message}");
+    }
+
+    #[test]
+    fn a_misspelt_fault_is_rejected_naming_it() {
+        let text = format!("{MINIMAL}[[asset.phase]]\nat_s = 0\nfaults = {{ outer_rase = 0.5 }}\n");
+        let message = error_of(&text);
+        assert!(message.contains("outer_rase"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_bearing_preset_is_rejected_listing_the_known_ones() {
+        let text = format!("{MINIMAL}[asset.machine]\nbearing = \"skf-9999\"\n");
+        let message = error_of(&text);
+        assert!(
+            message.contains("skf-9999") && message.contains("skf-6205"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_bearing_can_be_given_as_a_geometry_table() {
+        let text = format!(
+            "{MINIMAL}[asset.machine.bearing]\nrolling_elements = 12\nelement_diameter_mm = 10.0\n\
+             pitch_diameter_mm = 60.0\ncontact_angle_deg = 15.0\n"
+        );
+        let scenario = Scenario::from_toml_str(&text).unwrap();
+        assert_eq!(scenario.assets[0].machine.bearing.rolling_elements, 12);
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected_naming_their_path() {
+        let cases = [
+            (
+                format!("{MINIMAL}[asset.machine]\nrpm = 0\n"),
+                "asset[0].machine.rpm:",
+            ),
+            (
+                format!(
+                    "{MINIMAL}[asset.machine.bearing]\nrolling_elements = 2\nelement_diameter_mm = 1.0\npitch_diameter_mm = 10.0\ncontact_angle_deg = 0.0\n"
+                ),
+                "asset[0].machine.bearing.rolling_elements:",
+            ),
+            (
+                format!("{MINIMAL}[asset.thermal]\ntime_constant_s = -1\n"),
+                "asset[0].thermal.time_constant_s:",
+            ),
+            (
+                format!("{MINIMAL}[[asset.phase]]\nat_s = 10\n[[asset.phase]]\nat_s = 5\n"),
+                "asset[0].phase[1].at_s:",
+            ),
+            (
+                format!("{MINIMAL}[[asset.phase]]\nat_s = 0\nfaults = {{ inner_race = 1.5 }}\n"),
+                "asset[0].phase[0].faults.inner_race:",
+            ),
+            (
+                format!("{MINIMAL}[[asset.phase]]\nat_s = 0\nload = 2\n"),
+                "asset[0].phase[0].load:",
+            ),
+            (
+                format!("{MINIMAL}[[asset]]\nid = \"pump-2\"\nsensor_id = 7\n"),
+                "asset[1].sensor_id:",
+            ),
+            (
+                format!("{MINIMAL}[[asset]]\nid = \"pump-1\"\nsensor_id = 8\n"),
+                "asset[1].id:",
+            ),
+            (
+                MINIMAL.replace("name = \"minimal\"", "name = \"m\"\naxes = 4"),
+                "axes:",
+            ),
+            (
+                MINIMAL.replace("name = \"minimal\"", "name = \"m\"\nblock_size = 0"),
+                "block_size:",
+            ),
+            (
+                MINIMAL.replace("name = \"minimal\"", "name = \"m\"\nsample_rate_hz = 4000"),
+                // The default 3 kHz resonance does not fit under 0.4 x 4 kHz.
+                "asset[0].machine.resonance_hz:",
+            ),
+            ("name = \"empty\"\nasset = []\n".to_owned(), "asset:"),
+        ];
+        for (text, expected) in cases {
+            let message = error_of(&text);
+            assert!(
+                message.starts_with(expected),
+                "expected `{expected}`, got `{message}`"
+            );
+        }
+    }
+
+    fn keyframes(phases: &[(f64, f64)]) -> AssetConfig {
+        let mut config = Scenario::from_toml_str(MINIMAL).unwrap().assets.remove(0);
+        config.phases = phases
+            .iter()
+            .map(|&(at_s, severity)| phase(at_s, outer_race(severity)))
+            .collect();
+        config
+    }
+
+    #[test]
+    fn conditions_interpolate_linearly_between_keyframes_and_hold_outside_them() {
+        let config = keyframes(&[(10.0, 0.2), (20.0, 0.6), (40.0, 1.0)]);
+        let at = |t: f64| config.condition_at(t).faults.outer_race;
+        assert_eq!(at(0.0), 0.2);
+        assert_eq!(at(10.0), 0.2);
+        assert!((at(15.0) - 0.4).abs() < 1e-12);
+        assert!((at(30.0) - 0.8).abs() < 1e-12);
+        assert_eq!(at(40.0), 1.0);
+        assert_eq!(at(1e9), 1.0);
+    }
+
+    #[test]
+    fn two_keyframes_at_the_same_time_make_a_step() {
+        let config = keyframes(&[(0.0, 0.0), (10.0, 0.0), (10.0, 0.9)]);
+        assert_eq!(config.condition_at(9.999).faults.outer_race, 0.0);
+        assert_eq!(config.condition_at(10.0).faults.outer_race, 0.9);
+    }
+
+    fn rms(x: &[f32]) -> f64 {
+        (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+    }
+
+    #[test]
+    fn the_degrading_scenario_gets_louder_and_hotter_on_schedule() {
+        let scenario = Scenario::builtin("degrading").unwrap();
+        let mut sim = AssetSim::new(&scenario, 0).unwrap();
+        let duration = scenario.duration_s.unwrap();
+        let mut block = vec![0.0f32; sim.block_len()];
+        let mut early = Vec::new();
+        let mut late = Vec::new();
+        let mut temperatures = Vec::new();
+        let mut next_temperature_s = 0.0;
+        let mut expected_sequence = 0;
+        while sim.next_block_start_s() < duration {
+            let info = sim.next_vibration(&mut block);
+            assert_eq!(info.sequence, expected_sequence);
+            assert_eq!(
+                info.first_sample,
+                expected_sequence * scenario.block_size as u64
+            );
+            expected_sequence += 1;
+            if info.t_start_s < 30.0 {
+                early.extend_from_slice(&block);
+            } else if info.t_start_s >= duration - 30.0 {
+                late.extend_from_slice(&block);
+            }
+            while next_temperature_s <= info.t_start_s {
+                temperatures.push(sim.temperature_at(next_temperature_s));
+                next_temperature_s += f64::from(scenario.temperature_interval_ms) / 1000.0;
+            }
+        }
+        let loudness = rms(&late) / rms(&early);
+        let warming = temperatures[temperatures.len() - 1] - temperatures[0];
+        eprintln!("degrading: RMS x{loudness:.2}, temperature +{warming:.1} C");
+        assert!(loudness > 2.0, "RMS only x{loudness:.2}");
+        assert!(warming > 15.0, "only +{warming:.1} C");
+        assert_eq!(temperatures.len(), duration as usize);
+    }
+
+    #[test]
+    fn the_overheating_scenario_heats_up_by_about_the_overheat_rise() {
+        let scenario = Scenario::builtin("overheating").unwrap();
+        let mut sim = AssetSim::new(&scenario, 0).unwrap();
+        let start = sim.temperature_at(0.0);
+        let end = (1..=600)
+            .map(|t| sim.temperature_at(f64::from(t)))
+            .last()
+            .unwrap();
+        let rise = sim.true_temperature_c()
+            - ThermalParams::DEFAULT.steady_state_c(DEFAULT_LOAD, 0.0, 0.0);
+        eprintln!("overheating: {start:.1} C -> {end:.1} C");
+        assert!((rise - 40.0).abs() < 2.0, "rise {rise:.1}");
+    }
+
+    #[test]
+    fn an_asset_sim_is_reproducible_and_assets_differ() {
+        let scenario = Scenario::builtin("demo").unwrap();
+        let run = |index: usize| {
+            let mut sim = AssetSim::new(&scenario, index).unwrap();
+            let mut block = vec![0.0f32; sim.block_len()];
+            sim.next_vibration(&mut block);
+            (block, sim.temperature_at(1.0))
+        };
+        assert_eq!(run(0), run(0));
+        assert_ne!(run(0).0, run(1).0);
+        assert!(matches!(
+            AssetSim::new(&scenario, 99),
+            Err(ScenarioError::NoSuchAsset(99))
+        ));
+    }
+
+    #[test]
+    fn an_assets_data_does_not_depend_on_the_other_assets() {
+        let demo = Scenario::builtin("demo").unwrap();
+        let mut alone = demo.clone();
+        alone.assets = vec![demo.assets[3].clone()];
+        let first_block = |scenario: &Scenario, index: usize| {
+            let mut sim = AssetSim::new(scenario, index).unwrap();
+            let mut block = vec![0.0f32; sim.block_len()];
+            sim.next_vibration(&mut block);
+            block
+        };
+        assert_eq!(first_block(&demo, 3), first_block(&alone, 0));
+    }
+
+    #[test]
+    fn the_block_size_barely_changes_the_long_run_statistics_of_a_changing_condition() {
+        let mut scenario = Scenario::from_toml_str(MINIMAL).unwrap();
+        scenario.assets[0].phases = vec![phase(0.0, outer_race(0.0)), phase(20.0, outer_race(0.8))];
+        let mut level = |block_size: usize| {
+            scenario.block_size = block_size;
+            let mut sim = AssetSim::new(&scenario, 0).unwrap();
+            let mut block = vec![0.0f32; sim.block_len()];
+            let mut sum = 0.0;
+            let mut count = 0;
+            while sim.next_block_start_s() < 20.0 {
+                sim.next_vibration(&mut block);
+                sum += block.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>();
+                count += block.len();
+            }
+            (sum / count as f64).sqrt()
+        };
+        let (small, large) = (level(128), level(2048));
+        let difference = (small / large - 1.0).abs();
+        eprintln!("RMS with 128-sample blocks {small:.4} g, 2048 {large:.4} g");
+        assert!(difference < 0.02, "differ by {:.1} %", difference * 100.0);
+    }
+
+    #[test]
+    fn a_block_starts_where_the_previous_one_ended() {
+        let scenario = Scenario::builtin("healthy").unwrap();
+        let mut sim = AssetSim::new(&scenario, 0).unwrap();
+        let mut block = vec![0.0f32; sim.block_len()];
+        let first = sim.next_vibration(&mut block);
+        let second = sim.next_vibration(&mut block);
+        assert_eq!(first.t_start_s, 0.0);
+        assert!((second.t_start_s - scenario.block_duration_s()).abs() < 1e-12);
+        assert_eq!(second.samples_per_axis, scenario.block_size);
+    }
+}

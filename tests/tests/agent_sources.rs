@@ -1,0 +1,176 @@
+//! The agent's sources end to end: a serial device that disappears and returns, and a real
+//! mosquitto restarted mid-stream.
+
+use edgewatch_protocol::{Frame, MAX_SERIAL_LEN};
+use edgewatch_tests::{Agent, Mosquitto, Proc, metric, workspace_bin};
+use firmware_sim::link::{Injector, LinkFaults};
+use serialport::{SerialPort, TTYPort};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// `n` frames of firmware-sim's `healthy` scenario, starting after `skip` frames.
+fn sim_frames(skip: usize, n: usize) -> Vec<Frame> {
+    let scenario = firmware_sim::physics::scenario::Scenario::builtin("healthy").unwrap();
+    let mut nodes = firmware_sim::nodes_for(&scenario).unwrap();
+    let mut injector = Injector::new(LinkFaults::default(), 1);
+    firmware_sim::driver::collect(&mut nodes, &mut injector, (skip + n) as u64)
+        .into_iter()
+        .skip(skip)
+        .filter_map(|(_, w)| match w {
+            firmware_sim::link::Wire::Frame { raw, .. } => {
+                edgewatch_protocol::decode_frame(&raw).ok()
+            }
+            firmware_sim::link::Wire::Garbage(_) => None,
+        })
+        .collect()
+}
+
+fn write_frames(port: &mut TTYPort, frames: &[Frame]) {
+    let mut buf = vec![0u8; MAX_SERIAL_LEN];
+    for f in frames {
+        let n = f.encode_stuffed(&mut buf).unwrap();
+        port.write_all(&buf[..n]).unwrap();
+    }
+    port.flush().unwrap();
+}
+
+/// A pty pair whose slave is reachable under a stable symlink, like a udev by-id name.
+fn plug(link: &Path) -> (TTYPort, TTYPort) {
+    use nix::fcntl::{F_SETFD, FdFlag, fcntl};
+    use std::os::fd::AsRawFd;
+    let (master, slave) = TTYPort::pair().expect("create a pty pair");
+    // serialport opens the pair without O_CLOEXEC: without this the agent process would
+    // inherit the master and the device could never disappear.
+    for fd in [master.as_raw_fd(), slave.as_raw_fd()] {
+        fcntl(fd, F_SETFD(FdFlag::FD_CLOEXEC)).expect("set FD_CLOEXEC");
+    }
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(slave.name().unwrap(), link).unwrap();
+    (master, slave)
+}
+
+const ASSET: &str = r#"
+[[asset]]
+id = "pump-1"
+shaft_rpm = 1480
+bearing = "skf-6205"
+sensors = [1]
+"#;
+
+#[test]
+fn the_serial_source_reconnects_when_the_device_disappears_and_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttySENSOR");
+    let (mut master, slave) = plug(&link);
+    let config = format!(
+        "[agent]\ndata_dir = \"{{data_dir}}\"\n[metrics]\nlisten = \"{{metrics}}\"\n\
+         [[serial]]\ndevice = \"{}\"\nreconnect_min_ms = 50\nreconnect_max_ms = 200\n{ASSET}",
+        link.display()
+    );
+    let mut agent = Agent::start(&config);
+    let frames = sim_frames(0, 600);
+    write_frames(&mut master, &frames[..300]);
+    let received = r#"edgewatch_frames_received_total{source="serial:"#;
+    agent
+        .wait_metrics(Duration::from_secs(30), |m| metric(m, received) >= 300.0)
+        .unwrap_or_else(|m| panic!("first 300 frames not received:\n{m}"));
+
+    // Unplug: the device goes away, and its name with it.
+    drop(master);
+    drop(slave);
+    std::fs::remove_file(&link).unwrap();
+    agent
+        .wait_metrics(Duration::from_secs(10), |m| {
+            metric(m, "edgewatch_source_reconnects_total") >= 1.0
+                && metric(m, "edgewatch_source_connected") == 0.0
+        })
+        .unwrap_or_else(|m| panic!("the agent did not notice the unplug:\n{m}"));
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Plug back in: a new device under the same name; the sensor carries on counting.
+    let (mut master, _slave) = plug(&link);
+    agent
+        .wait_metrics(Duration::from_secs(10), |m| {
+            metric(m, "edgewatch_source_connected") == 1.0
+        })
+        .unwrap_or_else(|m| panic!("the agent did not reopen the device:\n{m}"));
+    write_frames(&mut master, &frames[300..]);
+    let m = agent
+        .wait_metrics(Duration::from_secs(30), |m| metric(m, received) >= 600.0)
+        .unwrap_or_else(|m| panic!("frames after the replug not received:\n{m}"));
+    assert_eq!(metric(&m, received), 600.0);
+    assert_eq!(metric(&m, "edgewatch_frames_rejected_total"), 0.0);
+    assert!(metric(&m, "edgewatch_windows_total") > 0.0);
+    assert!(agent.terminate().success());
+}
+
+#[test]
+fn no_frame_is_lost_when_mosquitto_restarts_mid_stream() {
+    let mut broker = Mosquitto::start();
+    let config = format!(
+        "[agent]\ndata_dir = \"{{data_dir}}\"\n[metrics]\nlisten = \"{{metrics}}\"\n\
+         [mqtt]\nurl = \"{}\"\nclient_id = \"agent-restart-test\"\nqos = 1\n\
+         reconnect_min_ms = 100\nreconnect_max_ms = 500\n{ASSET}",
+        broker.url()
+    );
+    let agent = Agent::start(&config);
+    agent
+        .wait_metrics(Duration::from_secs(10), |m| {
+            metric(m, "edgewatch_source_connected") == 1.0
+        })
+        .unwrap_or_else(|m| panic!("the agent did not connect:\n{m}"));
+    // About 26 frames a second for 12 s, in real time, so the restart falls mid-stream.
+    let mut sim = Proc::spawn(
+        "firmware-sim",
+        Command::new(workspace_bin("firmware-sim"))
+            .args([
+                "run",
+                "--scenario",
+                "healthy",
+                "--output",
+                "mqtt",
+                "--mqtt-url",
+            ])
+            .arg(broker.url())
+            .args(["--mqtt-client-id", "sim-restart-test", "--duration-s", "12"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let before = metric(&agent.metrics(), "edgewatch_frames_received_total");
+    assert!(before > 50.0, "frames flowed before the restart: {before}");
+    broker.restart();
+    let status = sim.wait_exit(Duration::from_secs(90));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(sim.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "simulator failed:\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(
+        stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .expect("summary"),
+    )
+    .unwrap();
+    let sent = summary["frames_generated"].as_f64().unwrap();
+    let m = agent
+        .wait_metrics(Duration::from_secs(30), |m| {
+            metric(m, "edgewatch_frames_received_total")
+                - metric(m, "edgewatch_frames_duplicate_total")
+                >= sent
+        })
+        .unwrap_or_else(|m| panic!("not every frame arrived ({sent} sent):\n{m}"));
+    let unique = metric(&m, "edgewatch_frames_received_total")
+        - metric(&m, "edgewatch_frames_duplicate_total");
+    assert_eq!(
+        unique, sent,
+        "every frame exactly once after removing duplicates"
+    );
+    assert_eq!(metric(&m, "edgewatch_frames_lost_total"), 0.0);
+    assert!(
+        metric(&m, "edgewatch_source_reconnects_total") >= 1.0,
+        "the agent saw the restart"
+    );
+}
