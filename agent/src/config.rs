@@ -82,6 +82,12 @@ pub struct Config {
     /// The Prometheus metrics and health endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Per-asset learned baseline.
+    #[serde(default)]
+    pub baseline: crate::baseline::BaselineConfig,
+    /// Alert thresholds and hysteresis.
+    #[serde(default)]
+    pub alerts: crate::alert::AlertConfig,
 }
 
 /// `[agent]`.
@@ -623,6 +629,28 @@ impl Config {
         if let Err(e) = self.features.validate() {
             p.add("features", e.to_string());
         }
+        let b = &self.baseline;
+        p.check(
+            b.windows >= 20,
+            "baseline.windows",
+            format!(
+                "{} windows are too few to learn from (at least 20)",
+                b.windows
+            ),
+        );
+        p.check(
+            b.drift_windows >= 5,
+            "baseline.drift_windows",
+            "must be >= 5",
+        );
+        p.check(
+            b.anomaly_threshold.is_finite() && b.anomaly_threshold > 0.0,
+            "baseline.anomaly_threshold",
+            "must be > 0",
+        );
+        for (field, reason) in self.alerts.problems() {
+            p.add(format!("alerts.{field}"), reason);
+        }
         let pl = &self.pipeline;
         p.check(
             pl.ingest_capacity > 0,
@@ -814,5 +842,49 @@ sensors = [3]
             .replace("shaft_rpm = 1480", "shaft_rpm = -5")
             .replace("baud = 921600", "baud = 7");
         assert_eq!(invalid_fields(&text).len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// Every key of a fully populated configuration is documented in docs/config.md.
+    #[test]
+    fn every_field_is_documented() {
+        let doc = include_str!("../../docs/config.md");
+        let mut c = Config::parse(
+            "[mqtt]\nurl = \"mqtt://x\"\nusername = \"u\"\npassword = \"p\"\n\
+             [[serial]]\ndevice = \"/dev/x\"\n[serial.sensors]\n1 = \"a\"\n\
+             [[asset]]\nid = \"a\"\nshaft_rpm = 1000\nbearing = \"skf-6205\"\n\
+             severity = { ab_mm_s = 1, bc_mm_s = 2, cd_mm_s = 3 }\n",
+        )
+        .unwrap();
+        c.features.envelope_band_hz = Some([1000.0, 2000.0]);
+        let value = toml::Value::try_from(&c).unwrap();
+        fn keys(v: &toml::Value, out: &mut Vec<String>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        out.push(k.clone());
+                        keys(v, out);
+                    }
+                }
+                toml::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        keys(&value, &mut all);
+        for key in all {
+            if key == "1" {
+                continue;
+            }
+            let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+            let as_word = doc.match_indices(key.as_str()).any(|(i, _)| {
+                !doc[..i].ends_with(ident) && !doc[i + key.len()..].starts_with(ident)
+            });
+            assert!(as_word, "docs/config.md lacks `{key}`");
+        }
     }
 }

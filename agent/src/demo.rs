@@ -64,6 +64,12 @@ pub fn config_for(scenario: &Scenario, device: PathBuf, opts: &DemoOptions) -> C
         metrics: MetricsConfig {
             listen: opts.metrics_listen.clone(),
         },
+        // A short commissioning so the demo shows anomaly scores within a minute or two.
+        baseline: crate::baseline::BaselineConfig {
+            windows: 120,
+            ..Default::default()
+        },
+        alerts: Default::default(),
     }
 }
 
@@ -72,6 +78,7 @@ pub fn config_for(scenario: &Scenario, device: PathBuf, opts: &DemoOptions) -> C
 struct AssetView {
     windows: u64,
     last: Option<WindowReport>,
+    last_alert: Option<crate::alert::AlertEvent>,
 }
 
 fn render(view: &BTreeMap<String, AssetView>, elapsed: Duration, ansi: bool) -> String {
@@ -83,8 +90,7 @@ fn render(view: &BTreeMap<String, AssetView>, elapsed: Duration, ansi: bool) -> 
         "edgewatch demo: {:.0} s, simulator -> pty -> agent (Ctrl-C stops)\n\n",
         elapsed.as_secs_f64()
     ));
-    s.push_str(&format!(
-        "{:<12} {:>7} {:>8} {:>9} {:>4} {:>8} {:<26} {:>7} {:>9}\n",
+    let header = [
         "asset",
         "windows",
         "rms g",
@@ -93,30 +99,67 @@ fn render(view: &BTreeMap<String, AssetView>, elapsed: Duration, ansi: bool) -> 
         "kurtosis",
         "strongest bearing peak",
         "temp C",
-        "C/min"
-    ));
+        "C/min",
+        "class",
+        "anomaly",
+        "alert",
+    ];
+    s.push_str(&row(&header.map(String::from)));
     for (asset, v) in view {
         let Some(r) = &v.last else {
             s.push_str(&format!("{asset:<12} {:>7}\n", v.windows));
             continue;
         };
         let f = &r.features;
+        let a = &r.assessment;
         let (name, hz, db) = f.strongest_bearing_peak();
-        s.push_str(&format!(
-            "{:<12} {:>7} {:>8.3} {:>9.2} {:>4} {:>8.2} {:<26} {:>7} {:>9}\n",
-            asset,
-            v.windows,
-            f.rms_g,
-            f.velocity_rms_mm_s,
+        let class = a.class.as_ref().map_or("-".to_string(), |c| {
+            format!("{} {:.2}", c.class, c.probability)
+        });
+        let anomaly = match (a.anomaly, a.commissioning) {
+            (Some(x), _) => format!("{x:.1}"),
+            (None, Some((n, of))) => format!("learn {}%", n * 100 / of.max(1)),
+            _ => "-".into(),
+        };
+        let alert = match (a.active_alert, v.last_alert.as_ref()) {
+            (Some(level), Some(e)) => format!("{level:?} {}", e.finding.kind).to_lowercase(),
+            (Some(level), None) => format!("{level:?}").to_lowercase(),
+            _ => "-".into(),
+        };
+        s.push_str(&row(&[
+            asset.clone(),
+            v.windows.to_string(),
+            format!("{:.3}", f.rms_g),
+            format!("{:.2}", f.velocity_rms_mm_s),
             f.zone.to_string(),
-            f.kurtosis,
+            format!("{:.2}", f.kurtosis),
             format!("{name} {hz:.1} Hz {db:+.1} dB"),
             f.temperature_c.map_or("-".into(), |t| format!("{t:.1}")),
             f.temperature_rise_c_per_min
                 .map_or("-".into(), |t| format!("{t:+.2}")),
-        ));
+            class,
+            anomaly,
+            alert,
+        ]));
     }
     s
+}
+
+/// One line of the view: fixed column widths, text left-aligned, numbers right-aligned.
+fn row(cells: &[String; 12]) -> String {
+    const WIDTHS: [usize; 12] = [12, 7, 8, 9, 4, 8, 26, 7, 7, 16, 9, 18];
+    let mut line = String::new();
+    for (i, (cell, width)) in cells.iter().zip(WIDTHS).enumerate() {
+        let left = matches!(i, 0 | 6 | 9 | 11);
+        if left {
+            line.push_str(&format!("{cell:<width$} "));
+        } else {
+            line.push_str(&format!("{cell:>width$} "));
+        }
+    }
+    line.truncate(line.trim_end().len());
+    line.push('\n');
+    line
 }
 
 /// Runs the demo until Ctrl-C/SIGTERM or the duration; prints the final view.
@@ -166,13 +209,15 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let shutdown = CancellationToken::new();
     let sink = view.clone();
     let running = crate::runtime::start(config, shutdown.clone(), move |report| {
-        if report.axis != 0 {
-            return;
-        }
         if let Ok(mut v) = sink.lock() {
             let entry = v.entry(report.asset.to_string()).or_default();
-            entry.windows += 1;
-            entry.last = Some(report);
+            if let Some(alert) = &report.alert {
+                entry.last_alert = Some(alert.clone());
+            }
+            if report.axis == 0 {
+                entry.windows += 1;
+                entry.last = Some(report);
+            }
         }
     })
     .await?;

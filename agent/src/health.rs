@@ -18,6 +18,23 @@ pub struct Health {
     assembler_ms: AtomicU64,
     last_window_ms: AtomicU64,
     windows: AtomicU64,
+    frames_assembled: AtomicU64,
+    windows_cut: AtomicU64,
+    reports_consumed: AtomicU64,
+}
+
+/// What the pipeline handled since start, logged at shutdown: after a clean drain every frame
+/// the sources took was assembled, and every window cut was scored and consumed.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Throughput {
+    /// Frames taken from the ingest channel by the assembler.
+    pub frames_assembled: u64,
+    /// Windows cut by the assembler.
+    pub windows_cut: u64,
+    /// Windows whose features were extracted.
+    pub windows_scored: u64,
+    /// Reports handed to the consumer.
+    pub reports_consumed: u64,
 }
 
 /// The health verdict.
@@ -41,6 +58,9 @@ impl Health {
             assembler_ms: AtomicU64::new(0),
             last_window_ms: AtomicU64::new(u64::MAX),
             windows: AtomicU64::new(0),
+            frames_assembled: AtomicU64::new(0),
+            windows_cut: AtomicU64::new(0),
+            reports_consumed: AtomicU64::new(0),
         }
     }
 
@@ -57,6 +77,32 @@ impl Health {
     pub fn window_scored(&self) {
         self.last_window_ms.store(self.now_ms(), Ordering::Relaxed);
         self.windows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The assembler took a frame and cut `windows` windows from it.
+    pub fn frame_assembled(&self, windows: u64) {
+        self.frames_assembled.fetch_add(1, Ordering::Relaxed);
+        self.windows_cut.fetch_add(windows, Ordering::Relaxed);
+    }
+
+    /// The assembler cut `windows` windows without a new frame (timeouts, flush).
+    pub fn windows_cut(&self, windows: u64) {
+        self.windows_cut.fetch_add(windows, Ordering::Relaxed);
+    }
+
+    /// The consumer received a report.
+    pub fn report_consumed(&self) {
+        self.reports_consumed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts since start.
+    pub fn throughput(&self) -> Throughput {
+        Throughput {
+            frames_assembled: self.frames_assembled.load(Ordering::Relaxed),
+            windows_cut: self.windows_cut.load(Ordering::Relaxed),
+            windows_scored: self.windows_scored(),
+            reports_consumed: self.reports_consumed.load(Ordering::Relaxed),
+        }
     }
 
     /// Windows scored since start.

@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod alert;
+pub mod baseline;
 pub mod config;
 pub mod demo;
 pub mod features;
@@ -10,6 +12,7 @@ pub mod health;
 pub mod http;
 pub mod pipeline;
 pub mod runtime;
+pub mod scoring;
 pub mod sequencer;
 pub mod source;
 pub mod window;

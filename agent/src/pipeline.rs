@@ -10,9 +10,11 @@
 //! Shutdown cancels only the sources. Every later stage drains its input and ends when that
 //! input closes, so frames already received are windowed and windows already cut are scored.
 
+use crate::alert::{AlertEvent, WindowRef};
 use crate::config::Config;
 use crate::features::{FeatureExtractor, Features, MachineContext, TemperatureTrend, ZoneLimits};
 use crate::health::Health;
+use crate::scoring::{Assessment, Classify, Scorer};
 use crate::sequencer::{Sequenced, Sequencer, SequencerLimits};
 use crate::source::Ingest;
 use crate::window::{Break, Window, WindowAssembler, WindowConfig, WindowStats};
@@ -56,6 +58,10 @@ pub struct WindowReport {
     pub features: Features,
     /// Time spent extracting them, µs.
     pub extract_us: u64,
+    /// Classification, baseline and alert verdict.
+    pub assessment: Assessment,
+    /// An alert raised, escalated or cleared by this window.
+    pub alert: Option<AlertEvent>,
 }
 
 fn serialize_arc_str<S: serde::Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
@@ -281,6 +287,7 @@ pub fn machine_contexts(config: &Config) -> HashMap<Arc<str>, MachineContext> {
 /// Extracts features; keeps one FFT plan set per (window length, sample rate).
 pub struct FeatureStage {
     cfg: crate::features::FeatureConfig,
+    scorer: Scorer,
     contexts: HashMap<Arc<str>, MachineContext>,
     zone_limits: HashMap<Arc<str>, ZoneLimits>,
     extractors: HashMap<(usize, u64), FeatureExtractor>,
@@ -296,9 +303,15 @@ impl std::fmt::Debug for FeatureStage {
 
 impl FeatureStage {
     /// A stage for the configuration's assets.
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, classifier: Option<Box<dyn Classify>>) -> Self {
         Self {
             cfg: config.features.clone(),
+            scorer: Scorer::new(
+                classifier,
+                config.baseline,
+                config.alerts.clone(),
+                Some(config.agent.data_dir.clone()),
+            ),
             contexts: machine_contexts(config),
             zone_limits: config
                 .assets
@@ -309,9 +322,9 @@ impl FeatureStage {
         }
     }
 
-    /// Features of one window; `None` if the window's sample rate cannot be analysed with the
-    /// configured bands (logged and counted).
-    pub fn process(&mut self, w: AssembledWindow) -> Option<WindowReport> {
+    /// Features and scoring of one window at agent time `now_ms`; `None` if the window cannot
+    /// be analysed (logged and counted).
+    pub fn process(&mut self, w: AssembledWindow, now_ms: u64) -> Option<WindowReport> {
         let ctx = *self.contexts.get(&w.asset)?;
         let key = (w.window.samples.len(), w.window.sample_rate_hz.to_bits());
         let extractor = match self.extractors.entry(key) {
@@ -344,6 +357,29 @@ impl FeatureStage {
         features.temperature_rise_c_per_min = w.temperature_rise_c_per_min;
         let elapsed = started.elapsed();
         metrics::histogram!("edgewatch_feature_seconds").record(elapsed.as_secs_f64());
+        let (assessment, alert) = self.scorer.score(
+            WindowRef {
+                asset: &w.asset,
+                sensor_id: w.window.sensor_id,
+                start_us: w.window.start_us,
+                end_us: w.window.end_us,
+            },
+            &features,
+            now_ms,
+        );
+        if let Some(a) = &alert {
+            metrics::counter!("edgewatch_alert_events_total", "transition" => format!("{:?}", a.transition).to_lowercase())
+                .increment(1);
+            tracing::warn!(
+                id = %a.id,
+                asset = %a.asset,
+                transition = ?a.transition,
+                level = ?a.level,
+                kind = %a.finding.kind,
+                reason = %a.finding.reason,
+                "alert"
+            );
+        }
         Some(WindowReport {
             asset: w.asset,
             sensor_id: w.window.sensor_id,
@@ -353,6 +389,8 @@ impl FeatureStage {
             sample_rate_hz: w.window.sample_rate_hz,
             features,
             extract_us: elapsed.as_micros() as u64,
+            assessment,
+            alert,
         })
     }
 }
@@ -372,11 +410,15 @@ pub async fn assemble(
     loop {
         tokio::select! {
             item = rx.recv() => match item {
-                Some(ingest) => assembler.on_ingest(ingest, &mut out),
+                Some(ingest) => {
+                    assembler.on_ingest(ingest, &mut out);
+                    health.frame_assembled(out.len() as u64);
+                }
                 None => break,
             },
             _ = tick.tick() => {
                 assembler.poll(epoch.elapsed().as_millis() as u64, &mut out);
+                health.windows_cut(out.len() as u64);
                 health.assembler_alive();
                 metrics::gauge!("edgewatch_channel_depth", "channel" => "ingest").set(rx.len() as f64);
             }
@@ -388,6 +430,7 @@ pub async fn assemble(
         }
     }
     assembler.flush(&mut out);
+    health.windows_cut(out.len() as u64);
     for w in out.drain(..) {
         if tx.send(w).await.is_err() {
             return;
@@ -402,15 +445,18 @@ pub fn extract_features(
     mut rx: mpsc::Receiver<AssembledWindow>,
     tx: mpsc::Sender<WindowReport>,
     health: Arc<Health>,
+    classifier: Option<Box<dyn Classify>>,
+    epoch: Instant,
 ) {
-    let mut stage = FeatureStage::new(config);
+    let mut stage = FeatureStage::new(config, classifier);
     while let Some(w) = rx.blocking_recv() {
+        // Scored or refused: either way the window has been handled.
+        health.window_scored();
         metrics::gauge!("edgewatch_channel_depth", "channel" => "windows").set(rx.len() as f64);
-        if let Some(report) = stage.process(w) {
-            health.window_scored();
-            if tx.blocking_send(report).is_err() {
-                break;
-            }
+        if let Some(report) = stage.process(w, epoch.elapsed().as_millis() as u64)
+            && tx.blocking_send(report).is_err()
+        {
+            break;
         }
     }
     tracing::info!("feature stage drained");

@@ -100,12 +100,14 @@ pub async fn start(
         threads.push(
             std::thread::Builder::new()
                 .name("features".into())
-                .spawn(move || pipeline::extract_features(&c, window_rx, report_tx, h))
+                .spawn(move || pipeline::extract_features(&c, window_rx, report_tx, h, None, epoch))
                 .context("starting the feature thread")?,
         );
     }
+    let h = health.clone();
     tasks.push(tokio::spawn(async move {
         while let Some(report) = report_rx.recv().await {
+            h.report_consumed();
             on_report(report);
         }
     }));
@@ -134,7 +136,17 @@ impl Running {
                 let _ = t.join();
             }
         });
-        tokio::time::timeout_at(deadline, joined).await.is_ok()
+        let drained = tokio::time::timeout_at(deadline, joined).await.is_ok();
+        let t = self.health.throughput();
+        tracing::info!(
+            frames_assembled = t.frames_assembled,
+            windows_cut = t.windows_cut,
+            windows_scored = t.windows_scored,
+            reports_consumed = t.reports_consumed,
+            summary = %serde_json::to_string(&t).unwrap_or_default(),
+            "pipeline totals"
+        );
+        drained
     }
 }
 

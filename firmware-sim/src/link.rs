@@ -74,8 +74,9 @@ pub struct InjectionStats {
     pub frames_out: u64,
     /// Garbage bursts sent.
     pub garbage_bursts: u64,
-    /// Chunks a serial receiver will reject because of garbage (a burst containing `0x00`
-    /// bytes splits into several).
+    /// Chunks a serial receiver will reject because of garbage: a burst containing `0x00`
+    /// bytes splits into several, and bursts with no frame between them (the frame was
+    /// dropped or silenced) merge. An MQTT receiver rejects `garbage_bursts` messages instead.
     pub garbage_chunks: u64,
     /// Frames dropped at random.
     pub dropped: u64,
@@ -125,6 +126,9 @@ pub struct Injector {
     faults: LinkFaults,
     rng: ChaCha8Rng,
     stats: InjectionStats,
+    /// The last bytes on the wire were garbage not ended by a `0x00`: the next garbage joins
+    /// that chunk on a serial line.
+    open_garbage: bool,
 }
 
 impl Injector {
@@ -134,6 +138,7 @@ impl Injector {
             faults,
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6c69_6e6b),
             stats: InjectionStats::default(),
+            open_garbage: false,
         }
     }
 
@@ -169,8 +174,12 @@ impl Injector {
             let len = self.rng.random_range(1..=f.garbage_max_bytes.max(1));
             let bytes: Vec<u8> = (0..len).map(|_| self.rng.random()).collect();
             self.stats.garbage_bursts += 1;
-            self.stats.garbage_chunks +=
-                bytes.split(|&b| b == 0).filter(|c| !c.is_empty()).count() as u64;
+            let mut chunks = bytes.split(|&b| b == 0).filter(|c| !c.is_empty()).count() as u64;
+            if self.open_garbage && bytes[0] != 0 {
+                chunks -= 1;
+            }
+            self.stats.garbage_chunks += chunks;
+            self.open_garbage = bytes.last() != Some(&0);
             out.push(Wire::Garbage(bytes));
         }
         if self.is_silent(frame.header.sensor_id, now_s) {
@@ -199,6 +208,7 @@ impl Injector {
             let bit = self.rng.random_range(0..32);
             raw[n - 4 + bit / 8] ^= 1 << (bit % 8);
             self.stats.corrupted += 1;
+            self.open_garbage = false;
             out.push(Wire::Frame {
                 sensor_id: frame.header.sensor_id,
                 raw,
@@ -211,6 +221,7 @@ impl Injector {
         } else {
             1
         };
+        self.open_garbage = false;
         for _ in 0..copies {
             self.stats.frames_out += 1;
             out.push(Wire::Frame {

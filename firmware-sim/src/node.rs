@@ -339,8 +339,8 @@ mod tests {
             .iter()
             .filter(|f| matches!(f.payload, Payload::Temperature(_)))
             .count();
-        // 2 s of signal at one reading per 0.25 s.
-        assert_eq!(temps, 8);
+        // Readings at 0, 0.25, ..., 2.0 s: the last one is due with the last block.
+        assert_eq!(temps, 9);
     }
 
     #[test]

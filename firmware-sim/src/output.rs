@@ -75,7 +75,7 @@ pub enum Output {
         /// The port.
         port: Box<dyn SerialPort>,
         /// For a pty: the slave end, held open so the line stays up while receivers come and go.
-        _slave: Option<TTYPort>,
+        slave: Option<TTYPort>,
         /// Path receivers open.
         path: String,
     },
@@ -97,7 +97,7 @@ impl Output {
                 let path = slave.name().unwrap_or_default();
                 Self::Serial {
                     port: Box::new(master),
-                    _slave: Some(slave),
+                    slave: Some(slave),
                     path,
                 }
             }
@@ -111,7 +111,7 @@ impl Output {
                     })?;
                 Self::Serial {
                     port,
-                    _slave: None,
+                    slave: None,
                     path: device.clone(),
                 }
             }
@@ -149,7 +149,20 @@ impl Output {
     /// `timeout`), then disconnects.
     pub fn finish(self, timeout: Duration) -> Result<(), OutputError> {
         match self {
-            Self::Serial { mut port, .. } => Ok(port.flush()?),
+            Self::Serial {
+                mut port, slave, ..
+            } => {
+                port.flush()?;
+                // Closing a pty master hangs up the line and discards what the receiver has not
+                // read yet: wait (at most `timeout`) until the receiver has taken everything.
+                if let Some(slave) = slave {
+                    let deadline = Instant::now() + timeout;
+                    while slave.bytes_to_read().unwrap_or(0) > 0 && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                Ok(())
+            }
             Self::Writer(mut w) => Ok(w.flush()?),
             Self::Mqtt(m) => m.finish(timeout),
         }

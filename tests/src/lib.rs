@@ -281,14 +281,16 @@ impl Agent {
             .replace("{data_dir}", &dir.path().join("data").display().to_string());
         let path = dir.path().join("agent.toml");
         std::fs::write(&path, text).expect("write agent.toml");
+        let log = std::fs::File::create(dir.path().join("agent.log")).expect("create agent.log");
         let proc = Proc::spawn(
             "agent",
             Command::new(workspace_bin("agent"))
                 .args(["run", "--config"])
                 .arg(&path)
                 .env("RUST_LOG", "info")
+                .env("NO_COLOR", "1")
                 .stdout(Stdio::null())
-                .stderr(Stdio::inherit()),
+                .stderr(log),
         );
         assert!(
             wait_for_port(metrics_port, Duration::from_secs(20)),
@@ -299,6 +301,11 @@ impl Agent {
             metrics_port,
             dir,
         }
+    }
+
+    /// What the agent logged so far (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
 
     /// The agent's current metrics text.

@@ -1,0 +1,488 @@
+//! Per-asset learned baseline: what "normal" looks like for this machine, anomaly and drift.
+//!
+//! Commissioning collects the model-input vectors of an asset's first `windows` windows (or of
+//! the windows after an explicit re-commissioning) and summarises each feature robustly: median
+//! and scaled median absolute deviation (MAD × 1.4826, a standard-deviation estimate that a few
+//! outliers cannot inflate). Afterwards every window gets:
+//!
+//! - an **anomaly score**: the root mean square of the three largest per-feature robust
+//!   z-scores `|x − median| / scale` (each capped at 50), since a fault moves a few features a
+//!   lot and an average over all 23 would dilute it; those features are reported as the top
+//!   contributors;
+//! - a **drift score**: over the last `drift_windows` windows, the mean over features of
+//!   `|median(recent) − median(baseline)| / scale`, i.e. how far the machine's typical state
+//!   has moved, in baseline standard deviations.
+//!
+//! Robust z-scores rather than a Mahalanobis distance: commissioning sets are small (hundreds of
+//! windows against 23 correlated features, too few for a stable covariance inverse), and a
+//! per-feature score can say *which* features moved, which an alert must explain.
+//!
+//! A baseline is persisted as JSON (`<data_dir>/baselines/<asset>.json`, written to a temporary
+//! file, synced and renamed, so a power cut leaves the old or the new file, never half of one)
+//! and loaded at start; it records the feature names, so a model update that changes the
+//! inputs invalidates it rather than comparing different quantities.
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+/// Format version of the persisted file.
+pub const BASELINE_FORMAT: u32 = 1;
+
+/// The anomaly score is the RMS of this many largest robust z-scores: a fault moves a few
+/// features a lot, and averaging over all of them would dilute it.
+pub const SCORED_FEATURES: usize = 3;
+
+/// Robust z-scores are capped at this value.
+pub const Z_CAP: f64 = 50.0;
+
+/// Settings of the baseline (`[baseline]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineConfig {
+    /// Windows collected during commissioning.
+    #[serde(default = "BaselineConfig::default_windows")]
+    pub windows: usize,
+    /// Windows in the recent set compared with the baseline for drift.
+    #[serde(default = "BaselineConfig::default_drift_windows")]
+    pub drift_windows: usize,
+    /// Anomaly score at which a window counts as abnormal.
+    #[serde(default = "BaselineConfig::default_anomaly_threshold")]
+    pub anomaly_threshold: f64,
+}
+
+impl BaselineConfig {
+    /// 600 windows: 5 minutes of one axis at the default window length and overlap.
+    pub const fn default_windows() -> usize {
+        600
+    }
+    /// 60 windows.
+    pub const fn default_drift_windows() -> usize {
+        60
+    }
+    /// 6: a typical window of a healthy machine scores about 1.
+    pub const fn default_anomaly_threshold() -> f64 {
+        6.0
+    }
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        Self {
+            windows: Self::default_windows(),
+            drift_windows: Self::default_drift_windows(),
+            anomaly_threshold: Self::default_anomaly_threshold(),
+        }
+    }
+}
+
+/// Errors loading or saving a baseline. Loading errors are recoverable: the asset starts
+/// commissioning again.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    /// Reading or writing the file failed.
+    #[error("baseline file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not a baseline of this format.
+    #[error("baseline file {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The learned summary of one asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// [`BASELINE_FORMAT`].
+    pub format: u32,
+    /// Asset id.
+    pub asset: String,
+    /// Names of the features, in order.
+    pub features: Vec<String>,
+    /// Per-feature median.
+    pub median: Vec<f64>,
+    /// Per-feature robust scale (MAD × 1.4826, floored).
+    pub scale: Vec<f64>,
+    /// Windows it was learned from.
+    pub windows: usize,
+    /// Sensor time of the last commissioning window, µs.
+    pub learned_at_us: u64,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        0.5 * (values[n / 2 - 1] + values[n / 2])
+    }
+}
+
+/// The smallest change of a model input that matters, in its own unit; the floor of its
+/// baseline scale. Chosen by the input's unit as its name states it (see `FEATURE_NAMES`).
+pub fn min_scale(name: &str) -> f64 {
+    if name.starts_with("log10_") {
+        0.05 // ×1.12 in level
+    } else if name.ends_with("_db") || name.contains("_db_") {
+        1.5 // dB
+    } else if name.ends_with("_energy_ratio") {
+        0.02
+    } else if name == "crest_factor" {
+        0.2
+    } else if name == "skewness" {
+        0.1
+    } else if name == "env_band_kurtosis" {
+        0.5
+    } else if name == "temperature_rise_c_per_min" {
+        0.3 // °C/min
+    } else {
+        1e-3
+    }
+}
+
+impl Baseline {
+    /// Summarises commissioning vectors (all of the same length as `names`).
+    pub fn learn(asset: &str, names: &[&str], vectors: &[Vec<f32>], learned_at_us: u64) -> Self {
+        let n = names.len();
+        let mut med = Vec::with_capacity(n);
+        let mut scale = Vec::with_capacity(n);
+        let mut column = Vec::with_capacity(vectors.len());
+        for i in 0..n {
+            column.clear();
+            column.extend(vectors.iter().map(|v| f64::from(v[i])));
+            let m = median(&mut column);
+            for v in column.iter_mut() {
+                *v = (*v - m).abs();
+            }
+            let mad = median(&mut column) * 1.4826;
+            // A feature that barely moved during commissioning still needs a scale, or a
+            // change too small to matter (0.1 dB, a temperature rate appearing once enough
+            // readings exist) would score as a huge anomaly.
+            let floor = min_scale(names[i]).max(m.abs() * 0.01);
+            med.push(m);
+            scale.push(mad.max(floor));
+        }
+        Self {
+            format: BASELINE_FORMAT,
+            asset: asset.to_string(),
+            features: names.iter().map(|s| s.to_string()).collect(),
+            median: med,
+            scale,
+            windows: vectors.len(),
+            learned_at_us,
+        }
+    }
+
+    /// Robust z-score of each feature, capped at [`Z_CAP`].
+    pub fn z_scores(&self, x: &[f32]) -> Vec<f64> {
+        x.iter()
+            .zip(self.median.iter().zip(&self.scale))
+            .map(|(&v, (&m, &s))| ((f64::from(v) - m).abs() / s).min(Z_CAP))
+            .collect()
+    }
+
+    /// Anomaly score of one window and its `top` largest contributors `(name, z)`.
+    pub fn anomaly(&self, x: &[f32], top: usize) -> (f64, Vec<(String, f64)>) {
+        let z = self.z_scores(x);
+        let mut order: Vec<usize> = (0..z.len()).collect();
+        order.sort_by(|&a, &b| z[b].total_cmp(&z[a]));
+        let k = SCORED_FEATURES.min(z.len()).max(1);
+        let score = (order[..k.min(order.len())]
+            .iter()
+            .map(|&i| z[i] * z[i])
+            .sum::<f64>()
+            / k as f64)
+            .sqrt();
+        let contributors = order
+            .into_iter()
+            .take(top)
+            .map(|i| (self.features[i].clone(), z[i]))
+            .collect();
+        (score, contributors)
+    }
+
+    /// File of an asset's baseline under `data_dir`.
+    pub fn path(data_dir: &Path, asset: &str) -> PathBuf {
+        let safe: String = asset
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        data_dir.join("baselines").join(format!("{safe}.json"))
+    }
+
+    /// Writes atomically (temporary file, fsync, rename, fsync of the directory).
+    pub fn save(&self, data_dir: &Path) -> Result<(), BaselineError> {
+        use std::io::Write;
+        let path = Self::path(data_dir, &self.asset);
+        let io = |source| BaselineError::Io {
+            path: path.clone(),
+            source,
+        };
+        let dir = path.parent().unwrap_or(data_dir);
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&text).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Loads an asset's baseline; `Ok(None)` when there is none. A baseline for other features
+    /// (the model changed) is an error, so the caller can re-commission.
+    pub fn load(
+        data_dir: &Path,
+        asset: &str,
+        names: &[&str],
+    ) -> Result<Option<Self>, BaselineError> {
+        let path = Self::path(data_dir, asset);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(BaselineError::Io { path, source }),
+        };
+        let invalid = |reason: String| BaselineError::Invalid {
+            path: path.clone(),
+            reason,
+        };
+        let b: Baseline = serde_json::from_slice(&text).map_err(|e| invalid(e.to_string()))?;
+        if b.format != BASELINE_FORMAT {
+            return Err(invalid(format!(
+                "format {} (expected {BASELINE_FORMAT})",
+                b.format
+            )));
+        }
+        if b.asset != asset {
+            return Err(invalid(format!("belongs to asset `{}`", b.asset)));
+        }
+        if b.features != names {
+            return Err(invalid(
+                "learned on other features (the model changed)".into(),
+            ));
+        }
+        if b.median.len() != names.len() || b.scale.len() != names.len() {
+            return Err(invalid(
+                "vector lengths do not match the feature list".into(),
+            ));
+        }
+        Ok(Some(b))
+    }
+}
+
+/// What the baseline says about one window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BaselineVerdict {
+    /// Anomaly score (RMS robust z); `None` while commissioning.
+    pub anomaly: Option<f64>,
+    /// Largest contributors `(feature, z)`.
+    pub contributors: Vec<(String, f64)>,
+    /// Drift score over the recent windows; `None` until enough recent windows exist.
+    pub drift: Option<f64>,
+    /// Commissioning progress `(collected, needed)` while learning.
+    pub commissioning: Option<(usize, usize)>,
+}
+
+/// One asset's baseline lifecycle: commissioning, then scoring.
+#[derive(Debug)]
+pub struct AssetBaseline {
+    asset: String,
+    cfg: BaselineConfig,
+    learning: Vec<Vec<f32>>,
+    baseline: Option<Baseline>,
+    recent: VecDeque<Vec<f32>>,
+}
+
+impl AssetBaseline {
+    /// Starts with `loaded` (from disk) or commissioning.
+    pub fn new(asset: &str, cfg: BaselineConfig, loaded: Option<Baseline>) -> Self {
+        Self {
+            asset: asset.to_string(),
+            cfg,
+            learning: Vec::new(),
+            baseline: loaded,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// The learned baseline, if commissioning is over.
+    pub fn baseline(&self) -> Option<&Baseline> {
+        self.baseline.as_ref()
+    }
+
+    /// Forgets the baseline and starts commissioning again.
+    pub fn recommission(&mut self) {
+        self.baseline = None;
+        self.learning.clear();
+        self.recent.clear();
+    }
+
+    /// Takes one window's model inputs at sensor time `t_us`. Returns the verdict and, when
+    /// this window completed commissioning, the new baseline (for the caller to persist).
+    pub fn observe(
+        &mut self,
+        x: &[f32],
+        names: &[&str],
+        t_us: u64,
+    ) -> (BaselineVerdict, Option<Baseline>) {
+        let Some(b) = &self.baseline else {
+            self.learning.push(x.to_vec());
+            let mut learned = None;
+            if self.learning.len() >= self.cfg.windows {
+                let b = Baseline::learn(&self.asset, names, &self.learning, t_us);
+                self.learning = Vec::new();
+                learned = Some(b.clone());
+                self.baseline = Some(b);
+            }
+            let verdict = BaselineVerdict {
+                anomaly: None,
+                contributors: Vec::new(),
+                drift: None,
+                commissioning: learned
+                    .is_none()
+                    .then_some((self.learning.len(), self.cfg.windows)),
+            };
+            return (verdict, learned);
+        };
+        let (score, contributors) = b.anomaly(x, 3);
+        self.recent.push_back(x.to_vec());
+        while self.recent.len() > self.cfg.drift_windows {
+            self.recent.pop_front();
+        }
+        let drift = (self.recent.len() >= self.cfg.drift_windows).then(|| {
+            let mut column = Vec::with_capacity(self.recent.len());
+            let mut total = 0.0;
+            for i in 0..b.median.len() {
+                column.clear();
+                column.extend(self.recent.iter().map(|v| f64::from(v[i])));
+                total += ((median(&mut column) - b.median[i]).abs() / b.scale[i]).min(Z_CAP);
+            }
+            total / b.median.len().max(1) as f64
+        });
+        (
+            BaselineVerdict {
+                anomaly: Some(score),
+                contributors,
+                drift,
+                commissioning: None,
+            },
+            None,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    const NAMES: [&str; 3] = ["a", "b", "c"];
+
+    fn normal_vectors(n: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                vec![
+                    10.0 + rng.random_range(-1.0..1.0),
+                    -3.0 + rng.random_range(-0.1..0.1),
+                    0.5,
+                ]
+            })
+            .collect()
+    }
+
+    fn cfg(windows: usize) -> BaselineConfig {
+        BaselineConfig {
+            windows,
+            drift_windows: 20,
+            anomaly_threshold: 6.0,
+        }
+    }
+
+    #[test]
+    fn normal_windows_score_low_and_a_shifted_feature_scores_high_and_is_named() {
+        let b = Baseline::learn("p", &NAMES, &normal_vectors(500, 1), 0);
+        let typical: Vec<f64> = normal_vectors(100, 2)
+            .iter()
+            .map(|v| b.anomaly(v, 1).0)
+            .collect();
+        assert!(typical.iter().all(|&s| s < 3.0), "{typical:?}");
+        let (score, top) = b.anomaly(&[10.0, -1.0, 0.5], 2);
+        assert!(score > 6.0, "{score}");
+        assert_eq!(top[0].0, "b");
+    }
+
+    #[test]
+    fn commissioning_ends_after_the_configured_windows() {
+        let mut ab = AssetBaseline::new("p", cfg(50), None);
+        let vectors = normal_vectors(60, 3);
+        for (i, v) in vectors.iter().enumerate() {
+            let (verdict, learned) = ab.observe(v, &NAMES, i as u64);
+            if i < 49 {
+                assert_eq!(verdict.commissioning, Some((i + 1, 50)));
+                assert!(learned.is_none());
+            } else if i == 49 {
+                assert!(learned.is_some());
+            } else {
+                assert!(verdict.anomaly.is_some());
+            }
+        }
+        ab.recommission();
+        assert!(ab.baseline().is_none());
+    }
+
+    #[test]
+    fn drift_rises_when_the_typical_state_moves() {
+        let mut ab = AssetBaseline::new("p", cfg(200), None);
+        for (i, v) in normal_vectors(200, 4).iter().enumerate() {
+            ab.observe(v, &NAMES, i as u64);
+        }
+        let mut steady = 0.0;
+        for v in normal_vectors(20, 5) {
+            steady = ab.observe(&v, &NAMES, 0).0.drift.unwrap_or(0.0);
+        }
+        let mut moved = 0.0;
+        for mut v in normal_vectors(20, 6) {
+            v[0] += 3.0;
+            moved = ab.observe(&v, &NAMES, 0).0.drift.unwrap_or(0.0);
+        }
+        assert!(steady < 0.5, "{steady}");
+        assert!(moved > 1.0, "{moved}");
+    }
+
+    #[test]
+    fn a_baseline_survives_a_restart_through_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Baseline::learn("pump/1", &NAMES, &normal_vectors(100, 7), 42);
+        b.save(dir.path()).unwrap();
+        let loaded = Baseline::load(dir.path(), "pump/1", &NAMES).unwrap();
+        assert_eq!(loaded, Some(b));
+        assert_eq!(Baseline::load(dir.path(), "other", &NAMES).unwrap(), None);
+        let err = Baseline::load(dir.path(), "pump/1", &["a", "b", "x"]).unwrap_err();
+        assert!(err.to_string().contains("other features"), "{err}");
+        std::fs::write(Baseline::path(dir.path(), "pump/1"), "{ not json").unwrap();
+        assert!(Baseline::load(dir.path(), "pump/1", &NAMES).is_err());
+    }
+}
