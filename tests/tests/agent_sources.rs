@@ -3,7 +3,7 @@
 
 use edgewatch_protocol::{Frame, MAX_SERIAL_LEN};
 use edgewatch_tests::{Agent, Mosquitto, Proc, metric, workspace_bin};
-use firmware_sim::link::{Injector, LinkFaults};
+use firmware_sim::link::{Injector, LinkFaults, Wire};
 use serialport::{SerialPort, TTYPort};
 use std::io::Write;
 use std::path::Path;
@@ -173,4 +173,79 @@ fn no_frame_is_lost_when_mosquitto_restarts_mid_stream() {
         metric(&m, "edgewatch_source_reconnects_total") >= 1.0,
         "the agent saw the restart"
     );
+}
+
+#[test]
+fn malformed_input_is_counted_per_source_and_never_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyNOISY");
+    let (mut master, _slave) = plug(&link);
+    let config = format!(
+        "[agent]\ndata_dir = \"{{data_dir}}\"\n[metrics]\nlisten = \"{{metrics}}\"\n\
+         [[serial]]\ndevice = \"{}\"\n{ASSET}",
+        link.display()
+    );
+    let agent = Agent::start(&config);
+    let scenario = firmware_sim::physics::scenario::Scenario::builtin("healthy").unwrap();
+    let mut nodes = firmware_sim::nodes_for(&scenario).unwrap();
+    let faults: LinkFaults = "garbage=0.1,corrupt=0.05".parse().unwrap();
+    let mut injector = Injector::new(faults, 5);
+    let wire = firmware_sim::driver::collect(&mut nodes, &mut injector, 800);
+    let stats = injector.stats();
+    for (_, w) in &wire {
+        master.write_all(&w.serial_bytes()).unwrap();
+    }
+    // A final delimiter closes a garbage burst that might end the stream.
+    master.write_all(&[0]).unwrap();
+    master.flush().unwrap();
+    let expected_bad = (stats.garbage_chunks + stats.corrupted) as f64;
+    let source = format!("source=\"serial:{}\"", link.display());
+    let m = agent
+        .wait_metrics(Duration::from_secs(30), |m| {
+            metric(m, &format!("edgewatch_frames_received_total{{{source}}}"))
+                >= stats.frames_out as f64
+                && metric(m, "edgewatch_frames_rejected_total") >= expected_bad
+        })
+        .unwrap_or_else(|m| {
+            panic!(
+                "expected {} frames, {expected_bad} rejects:\n{m}",
+                stats.frames_out
+            )
+        });
+    assert!(
+        stats.garbage_chunks > 20 && stats.corrupted > 10,
+        "{stats:?}"
+    );
+    assert_eq!(
+        metric(&m, &format!("edgewatch_frames_received_total{{{source}}}")),
+        stats.frames_out as f64
+    );
+    assert_eq!(metric(&m, "edgewatch_frames_rejected_total"), expected_bad);
+    assert_eq!(
+        metric(
+            &m,
+            &format!("edgewatch_frames_rejected_total{{{source},reason=\"crc\"")
+        ),
+        stats.corrupted as f64,
+        "every corrupted frame is a CRC reject"
+    );
+    // Corrupted frames leave sequence gaps: the agent counts them as lost once a later frame
+    // shows the gap (corrupted frames after the last good one cannot be noticed).
+    let good = |w: &Wire| matches!(w, Wire::Frame { raw, .. } if edgewatch_protocol::decode_frame(raw).is_ok());
+    let last_good = wire.iter().rposition(|(_, w)| good(w)).unwrap();
+    let noticeable = wire[..last_good]
+        .iter()
+        .filter(|(_, w)| matches!(w, Wire::Frame { .. }) && !good(w))
+        .count() as f64;
+    let m = agent
+        .wait_metrics(Duration::from_secs(5), |m| {
+            metric(m, "edgewatch_frames_lost_total") >= noticeable
+        })
+        .unwrap_or_else(|m| panic!("expected {noticeable} lost frames:\n{m}"));
+    assert_eq!(metric(&m, "edgewatch_frames_lost_total"), noticeable);
+    let (status, body) = edgewatch_tests::http_get(agent.metrics_port, "/health").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(health["windows_scored"].as_u64().unwrap() > 0, "{body}");
 }

@@ -756,51 +756,6 @@ mod tests {
         envelope_peak_db(&spectrum, frequency_hz, 0.02)
     }
 
-    #[test]
-    fn tmp_seeds() {
-        let params = MachineParams::default();
-        let hz = params.fault_frequencies();
-        let band = (params.resonance_hz - 1000.0, params.resonance_hz + 1000.0);
-        for (label, f, freq) in [
-            ("healthy", FaultSeverity::HEALTHY, hz.bpfo_hz),
-            ("healthy-bpfi", FaultSeverity::HEALTHY, hz.bpfi_hz),
-            ("healthy-2bsf", FaultSeverity::HEALTHY, 2.0 * hz.bsf_hz),
-            ("outer0.5", faults(|f| f.outer_race = 0.5), hz.bpfo_hz),
-            ("outer0.15", faults(|f| f.outer_race = 0.15), hz.bpfo_hz),
-            ("inner0.5", faults(|f| f.inner_race = 0.5), hz.bpfi_hz),
-            (
-                "roll0.6",
-                faults(|f| f.rolling_element = 0.6),
-                2.0 * hz.bsf_hz,
-            ),
-            ("roll0.6ftf", faults(|f| f.rolling_element = 0.6), hz.ftf_hz),
-        ] {
-            let v: Vec<String> = (0..12u64)
-                .map(|seed| {
-                    let signal = synthesise(&params, &f, 1, 8.0, seed);
-                    let x = axis_signal(&signal, 1, 0);
-                    format!(
-                        "{:.1}",
-                        envelope_peak_db(&envelope_spectrum(&x, FS, band), freq, 0.02)
-                    )
-                })
-                .collect();
-            eprintln!("TMP {label}: {}", v.join(" "));
-        }
-        let t = std::time::Instant::now();
-        let _ = synthesise(
-            &params,
-            &faults(|f| {
-                f.outer_race = 0.3;
-                f.looseness = 0.3;
-            }),
-            3,
-            60.0,
-            1,
-        );
-        eprintln!("TMP 60 s x 3 axes in {:?}", t.elapsed());
-    }
-
     fn faults(set: impl FnOnce(&mut FaultSeverity)) -> FaultSeverity {
         let mut faults = FaultSeverity::HEALTHY;
         set(&mut faults);
