@@ -46,6 +46,16 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:9187")]
         metrics_listen: String,
     },
+    /// Run recordings (DIR/index.csv and raw f32 files) through windowing, features, model and
+    /// alert logic as a newly installed agent (no baseline); write one CSV row per recording.
+    Eval {
+        /// Folder with `index.csv`.
+        #[arg(long)]
+        data: PathBuf,
+        /// The CSV to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run recordings (a folder with index.csv and raw f32 files) through the feature code and
     /// print the envelope peak height at each labelled fault frequency, per class.
     EvalFeatures {
@@ -56,6 +66,9 @@ enum Cmd {
         #[arg(long)]
         per_recording: bool,
     },
+    /// Write labelled model-input vectors (simulated machines run through the agent's own
+    /// windowing and features) as CSV, for training the classifier (see models/).
+    ExportFeatures(edgewatch_agent::training::ExportArgs),
 }
 
 fn init_logging() {
@@ -126,6 +139,22 @@ fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Validate { config } => return Ok(validate(&config)),
+        Cmd::Eval { data, out } => {
+            let rows = edgewatch_agent::eval::evaluate_dir(
+                &data,
+                &|| None,
+                &edgewatch_agent::features::FeatureConfig::default(),
+                &edgewatch_agent::alert::AlertConfig::default(),
+            )?;
+            std::fs::write(&out, edgewatch_agent::eval::to_csv(&rows))?;
+            print!("{}", edgewatch_agent::eval::summary(&rows));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::ExportFeatures(args) => {
+            let windows = edgewatch_agent::training::run_export(&args)?;
+            eprintln!("{windows} windows written to {}", args.out.display());
+            return Ok(ExitCode::SUCCESS);
+        }
         Cmd::EvalFeatures {
             data,
             per_recording,
@@ -168,7 +197,8 @@ fn main() -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Validate { config } => Ok(validate(&config)),
-            Cmd::EvalFeatures { .. } => Ok(ExitCode::SUCCESS),
+            Cmd::EvalFeatures { .. } | Cmd::Eval { .. } => Ok(ExitCode::SUCCESS),
+            Cmd::ExportFeatures(_) => Ok(ExitCode::SUCCESS),
         }
     })
 }

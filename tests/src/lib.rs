@@ -341,3 +341,37 @@ impl Agent {
         self.proc.wait_exit(Duration::from_secs(20))
     }
 }
+
+/// A pty pair with both fds close-on-exec. serialport's `pair()` opens them without
+/// `O_CLOEXEC`, so a child process would inherit the master and the device could never go away.
+pub fn pty_pair() -> (serialport::TTYPort, serialport::TTYPort) {
+    use nix::fcntl::{F_SETFD, FdFlag, fcntl};
+    use std::os::fd::AsRawFd;
+    let (master, slave) = serialport::TTYPort::pair().expect("create a pty pair");
+    for fd in [master.as_raw_fd(), slave.as_raw_fd()] {
+        fcntl(fd, F_SETFD(FdFlag::FD_CLOEXEC)).expect("set FD_CLOEXEC");
+    }
+    (master, slave)
+}
+
+impl Proc {
+    /// Everything the child wrote to its piped stderr (call after it exited).
+    pub fn stderr_text(&mut self) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+/// The JSON summary firmware-sim prints as its last stderr line.
+pub fn sim_summary(stderr: &str) -> serde_json::Value {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON summary on stderr:\n{stderr}"));
+    serde_json::from_str(line).expect("summary is JSON")
+}

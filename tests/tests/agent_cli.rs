@@ -2,9 +2,9 @@
 //! on SIGTERM.
 
 use edgewatch_protocol::MAX_SERIAL_LEN;
-use edgewatch_tests::{Agent, Proc, metric, workspace_bin};
+use edgewatch_tests::{Agent, Proc, metric, pty_pair, workspace_bin};
 use firmware_sim::link::{Injector, LinkFaults, Wire};
-use serialport::{SerialPort, TTYPort};
+use serialport::SerialPort;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -138,14 +138,7 @@ fn the_demo_runs_the_whole_pipeline_and_shows_every_asset() {
 
 #[test]
 fn sigterm_drains_every_window_already_cut() {
-    let (mut master, slave) = TTYPort::pair().unwrap();
-    {
-        use nix::fcntl::{F_SETFD, FdFlag, fcntl};
-        use std::os::fd::AsRawFd;
-        for fd in [master.as_raw_fd(), slave.as_raw_fd()] {
-            fcntl(fd, F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
-        }
-    }
+    let (mut master, slave) = pty_pair();
     let config = format!(
         "[agent]\ndata_dir = \"{{data_dir}}\"\n[metrics]\nlisten = \"{{metrics}}\"\n\
          [pipeline]\ndrain_timeout_ms = 120000\n\

@@ -2,7 +2,7 @@
 //! mosquitto restarted mid-stream.
 
 use edgewatch_protocol::{Frame, MAX_SERIAL_LEN};
-use edgewatch_tests::{Agent, Mosquitto, Proc, metric, workspace_bin};
+use edgewatch_tests::{Agent, Mosquitto, Proc, metric, pty_pair, sim_summary, workspace_bin};
 use firmware_sim::link::{Injector, LinkFaults, Wire};
 use serialport::{SerialPort, TTYPort};
 use std::io::Write;
@@ -38,14 +38,7 @@ fn write_frames(port: &mut TTYPort, frames: &[Frame]) {
 
 /// A pty pair whose slave is reachable under a stable symlink, like a udev by-id name.
 fn plug(link: &Path) -> (TTYPort, TTYPort) {
-    use nix::fcntl::{F_SETFD, FdFlag, fcntl};
-    use std::os::fd::AsRawFd;
-    let (master, slave) = TTYPort::pair().expect("create a pty pair");
-    // serialport opens the pair without O_CLOEXEC: without this the agent process would
-    // inherit the master and the device could never disappear.
-    for fd in [master.as_raw_fd(), slave.as_raw_fd()] {
-        fcntl(fd, F_SETFD(FdFlag::FD_CLOEXEC)).expect("set FD_CLOEXEC");
-    }
+    let (master, slave) = pty_pair();
     let _ = std::fs::remove_file(link);
     std::os::unix::fs::symlink(slave.name().unwrap(), link).unwrap();
     (master, slave)
@@ -143,17 +136,9 @@ fn no_frame_is_lost_when_mosquitto_restarts_mid_stream() {
     assert!(before > 50.0, "frames flowed before the restart: {before}");
     broker.restart();
     let status = sim.wait_exit(Duration::from_secs(90));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(sim.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let stderr = sim.stderr_text();
     assert!(status.success(), "simulator failed:\n{stderr}");
-    let summary: serde_json::Value = serde_json::from_str(
-        stderr
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .expect("summary"),
-    )
-    .unwrap();
+    let summary = sim_summary(&stderr);
     let sent = summary["frames_generated"].as_f64().unwrap();
     let m = agent
         .wait_metrics(Duration::from_secs(30), |m| {

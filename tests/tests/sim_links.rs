@@ -2,23 +2,13 @@
 //! reader in the test decodes every frame.
 
 use edgewatch_protocol::{Decoder, Frame, decode_frame};
-use edgewatch_tests::{Mosquitto, Proc, workspace_bin};
+use edgewatch_tests::{Mosquitto, Proc, sim_summary, workspace_bin};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The JSON summary the simulator prints as its last stderr line.
-fn summary(stderr: &str) -> Value {
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON summary on stderr:\n{stderr}"));
-    serde_json::from_str(line).expect("summary is JSON")
-}
 
 fn count(v: &Value, path: &[&str]) -> u64 {
     let mut v = v;
@@ -104,15 +94,9 @@ fn every_frame_crosses_a_real_pty_and_garbage_is_skipped_and_counted() {
         }
     }
     let status = exited.expect("simulator exited");
-    let mut stderr = String::new();
-    sim.child
-        .stderr
-        .take()
-        .expect("stderr piped")
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = sim.stderr_text();
     assert!(status.success(), "simulator failed: {stderr}");
-    let s = summary(&stderr);
+    let s = sim_summary(&stderr);
     assert_eq!(count(&s, &["frames_generated"]), 3000);
     assert_eq!(frames.len() as u64, count(&s, &["injection", "frames_out"]));
     assert_eq!(frames.len(), 3000, "no frame may be lost on the pty");
@@ -179,15 +163,9 @@ fn every_frame_reaches_a_subscriber_through_a_real_mosquitto() {
             .stderr(Stdio::piped()),
     );
     let status = sim.wait_exit(Duration::from_secs(120));
-    let mut stderr = String::new();
-    sim.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = sim.stderr_text();
     assert!(status.success(), "simulator failed: {stderr}");
-    let s = summary(&stderr);
+    let s = sim_summary(&stderr);
     let expected_ok = count(&s, &["injection", "frames_out"]);
     let expected_bad = count(&s, &["injection", "corrupted"]);
     assert!(expected_bad > 0, "the test must inject corrupted frames");

@@ -29,9 +29,20 @@
 //! 3. **Broadband noise**: white Gaussian at [`MachineParams::noise_g`] RMS per axis, raised by
 //!    up to 50 % as bearing damage spreads.
 //!
-//! Amplitudes scale linearly with severity (0 = healthy, 1 = failing) from the `*_g` levels in
-//! [`MachineParams`]. Those levels are at the configured speed: the model does not rescale
-//! them with rpm, nor model speed variation, transfer-path phase, or sensor mounting.
+//! Severity runs from 0 (healthy) to 1 (about to fail). Shaft-synchronous fault amplitudes
+//! scale linearly with it from the `*_g` levels in [`MachineParams`]; bearing impact amplitude
+//! scales with its square, because a spall grows in length and depth at once and the impact
+//! energy rises faster than its size. With the defaults that puts the classic P–F stages at
+//! useful severities (envelope peak over the local background at BPFO, 8 s of signal):
+//!
+//! | outer race | envelope peak | overall RMS |
+//! |-----------:|--------------:|------------:|
+//! | 0.1        | ~7 dB, just detectable | unchanged |
+//! | 0.15       | ~18 dB        | +9 %        |
+//! | 0.5        | ~27 dB        | several × |
+//!
+//! The levels hold at the configured speed: the model does not rescale them with rpm, nor
+//! model speed variation, transfer-path phase, or sensor mounting.
 //!
 //! Axis 0 is radial horizontal, 1 radial vertical, 2 axial. A synthesiser with fewer axes
 //! produces the first ones.
@@ -43,6 +54,15 @@
 //! are consumed identically whatever the fault levels (impacts are scheduled even at zero
 //! severity), so with constant faults the output does not depend on how it is split into
 //! blocks, and a healthy and a faulty run with the same seed share their noise.
+//!
+//! Output is bit-identical for a seed on one platform. Across platforms (x86 and ARM, say)
+//! the last bits may differ, because `sin`, `cos` and `exp` come from the platform's libm.
+//!
+//! # Cost
+//!
+//! Per frame: one `sin_cos`, a 20-term harmonic recurrence per axis, three resonator steps
+//! and one Gaussian draw per axis; nothing allocates. On a desktop x86 core an optimised build
+//! makes a minute of 3-axis signal at 12.8 kHz in under 0.1 s.
 
 use std::f64::consts::TAU;
 
@@ -131,7 +151,8 @@ pub struct MachineParams {
     /// Standard deviation of each bearing impact interval as a fraction of the kinematic
     /// interval (rolling-element slip), in [0, 0.05]. Default 0.015.
     pub slip_fraction: f64,
-    /// Peak acceleration of one bearing impact's ring-down at severity 1, g. Default 2.0.
+    /// Peak acceleration of one bearing impact's ring-down at severity 1, g; it scales with
+    /// the square of the severity. Default 2.0.
     pub bearing_impact_g: f64,
     /// 1x amplitude added by imbalance at severity 1 (horizontal), g peak. Default 0.4.
     pub imbalance_g: f64,
@@ -235,6 +256,9 @@ impl Default for MachineParams {
 }
 
 /// How far each fault has progressed, each in `0..=1` (0 healthy, 1 about to fail).
+///
+/// See the module docs for how severity maps to signal levels: 0.1–0.2 is an incipient
+/// bearing defect (envelope only), 0.5 an established fault, 0.8 and above severe.
 ///
 /// The synthesiser clamps out-of-range and NaN values into range rather than failing;
 /// configuration files are checked with [`FaultSeverity::validate`].

@@ -1,0 +1,81 @@
+#!/bin/sh
+# Reproduces the committed classifier in models/ from scratch:
+#
+#   models/train.sh                 # from the repository root (or anywhere: it finds the root)
+#
+# 1. creates models/.venv and installs the pinned requirements (numpy, scikit-learn, onnx,
+#    onnxruntime; no PyTorch),
+# 2. exports labelled feature vectors with the agent's own code
+#    (`agent export-features`: simulated machines -> windowing -> features), one seed for
+#    training and another for the held-out test,
+# 3. trains the MLP, exports float ONNX, quantises to int8 (QDQ) and QOperator, writes
+#    manifest.json, golden.json, agreement-set.csv and report.md (models/train.py),
+# 4. checks every candidate format in tract against onnxruntime and times it (release build),
+# 5. runs the agent's model tests against the new artifacts.
+#
+# Real recordings are optional and only evaluated for the report: set EDGEWATCH_DATA to a
+# folder holding cwru-fan-end-12k/ and ims-healthy/ (default: ../shared/data beside the
+# repository, used when present). Nothing is trained or tuned on them.
+#
+# Environment: CASES_PER_CLASS (default 300), TEST_CASES_PER_CLASS (100), WINDOWS_PER_CASE (6),
+# THREADS (all cores), MODEL_VERSION, PYTHON (python3).
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+MODELS=models
+WORK=models/work
+VENV=models/.venv
+PYTHON=${PYTHON:-python3}
+CASES_PER_CLASS=${CASES_PER_CLASS:-300}
+TEST_CASES_PER_CLASS=${TEST_CASES_PER_CLASS:-100}
+WINDOWS_PER_CASE=${WINDOWS_PER_CASE:-6}
+MODEL_VERSION=${MODEL_VERSION:-edgewatch-classifier-1}
+DATA=${EDGEWATCH_DATA:-../shared/data}
+THREADS_ARG=""
+if [ -n "${THREADS:-}" ]; then THREADS_ARG="--threads $THREADS"; fi
+
+mkdir -p "$WORK"
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$MODELS/requirements.txt"
+
+cargo build --release -p edgewatch-agent
+export_features() {
+    cargo run --quiet --release -p edgewatch-agent -- export-features "$@"
+}
+# shellcheck disable=SC2086
+export_features --out "$WORK/train.csv" --seed 1 --cases-per-class "$CASES_PER_CLASS" \
+    --windows-per-case "$WINDOWS_PER_CASE" $THREADS_ARG
+# shellcheck disable=SC2086
+export_features --out "$WORK/test.csv" --seed 2 --cases-per-class "$TEST_CASES_PER_CLASS" \
+    --windows-per-case "$WINDOWS_PER_CASE" $THREADS_ARG
+
+set --
+for name in cwru-fan-end-12k ims-healthy; do
+    if [ -f "$DATA/$name/index.csv" ]; then
+        export_features --recordings "$DATA/$name" --out "$WORK/real-$name.csv"
+        set -- "$@" --real "$name=$WORK/real-$name.csv"
+    fi
+done
+
+"$VENV/bin/python" "$MODELS/train.py" \
+    --train "$WORK/train.csv" --test "$WORK/test.csv" \
+    --out-dir "$MODELS" --work-dir "$WORK" --version "$MODEL_VERSION" "$@"
+
+# tract versus onnxruntime for QDQ and QOperator, and inference time (release build).
+EDGEWATCH_MODEL_CHECK="$WORK/check-manifest.json" \
+    cargo test --quiet --release -p edgewatch-agent --lib -- --ignored candidate_formats \
+    --nocapture --test-threads 1 | grep '^|' | tee "$WORK/tract-check.md"
+{
+    echo
+    echo "## Formats in tract (release build, one thread, batch 1)"
+    echo
+    cat "$WORK/tract-check.md"
+} >> "$MODELS/report.md"
+
+# The committed-artifact tests (golden outputs, agreement, refusal of bad models).
+cargo test --quiet --release -p edgewatch-agent --lib model::
+
+echo "done: $MODELS/report.md"
