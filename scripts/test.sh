@@ -26,9 +26,12 @@ if ! have mosquitto; then
   echo "installing mosquitto (MQTT broker for the integration tests)"
   apt_install mosquitto
 fi
-if ! cargo +nightly --version >/dev/null 2>&1; then
-  echo "installing a nightly toolchain (cargo-fuzz needs it)"
-  rustup toolchain install nightly --profile minimal
+# cargo-fuzz needs nightly compiler flags: use a nightly toolchain when one is installed,
+# otherwise the stable one with RUSTC_BOOTSTRAP=1 (no toolchain download needed).
+if cargo +nightly --version >/dev/null 2>&1; then
+  fuzz_cargo=(cargo +nightly)
+else
+  fuzz_cargo=(env RUSTC_BOOTSTRAP=1 cargo)
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz"
@@ -52,7 +55,7 @@ cargo build --release --manifest-path protocol/nostd-check/Cargo.toml
 
 step "fuzzing the frame decoder for ${FUZZ_SECONDS:-60} s"
 fuzz_log=$(mktemp)
-if ! (cd protocol && cargo +nightly fuzz run decode -- -max_total_time="${FUZZ_SECONDS:-60}" \
+if ! (cd protocol && "${fuzz_cargo[@]}" fuzz run decode -- -max_total_time="${FUZZ_SECONDS:-60}" \
       -max_len=12000 -rss_limit_mb=2048) >"$fuzz_log" 2>&1; then
   tail -n 40 "$fuzz_log" >&2
   echo "fuzzing failed or found a crash: see protocol/fuzz/artifacts/decode/" >&2
