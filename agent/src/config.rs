@@ -88,6 +88,9 @@ pub struct Config {
     /// Alert thresholds and hysteresis.
     #[serde(default)]
     pub alerts: crate::alert::AlertConfig,
+    /// The on-device classifier.
+    #[serde(default)]
+    pub model: crate::model::ModelConfig,
 }
 
 /// `[agent]`.
@@ -651,6 +654,10 @@ impl Config {
         for (field, reason) in self.alerts.problems() {
             p.add(format!("alerts.{field}"), reason);
         }
+        if self.model.enabled {
+            p.file_exists(&self.model.manifest, "model.manifest");
+        }
+        p.check(self.model.queue > 0, "model.queue", "must be > 0");
         let pl = &self.pipeline;
         p.check(
             pl.ingest_capacity > 0,

@@ -70,6 +70,7 @@ pub fn config_for(scenario: &Scenario, device: PathBuf, opts: &DemoOptions) -> C
             ..Default::default()
         },
         alerts: Default::default(),
+        model: Default::default(),
     }
 }
 

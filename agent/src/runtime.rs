@@ -6,7 +6,9 @@
 
 use crate::config::Config;
 use crate::health::Health;
+use crate::model::{Model, ModelHandle, ModelSource, ModelThread, Variant};
 use crate::pipeline::{self, WindowReport};
+use crate::scoring::Classify;
 use crate::source::{self, IngestSender};
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -39,7 +41,62 @@ pub struct Running {
     pub health: Arc<Health>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    model: Option<ModelThread>,
     drain: Duration,
+}
+
+/// Loads the configured model and starts its thread; `None` when `[model] enabled = false`.
+pub fn start_model(config: &crate::model::ModelConfig) -> Result<Option<ModelThread>> {
+    if !config.enabled {
+        tracing::info!("no classifier ([model] enabled = false): baseline and thresholds only");
+        return Ok(None);
+    }
+    let source = config.source();
+    let model = Model::open(&source, config.variant)
+        .with_context(|| format!("model.manifest: cannot use {source}"))?;
+    tracing::info!(
+        version = model.version(),
+        variant = model.key(),
+        source = %source,
+        "model loaded"
+    );
+    set_model_info(model.version(), config.variant);
+    Ok(Some(
+        ModelThread::spawn(model, config.queue).context("starting the model thread")?,
+    ))
+}
+
+fn set_model_info(version: &str, variant: Variant) {
+    static CURRENT: std::sync::Mutex<Option<(String, Variant)>> = std::sync::Mutex::new(None);
+    let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((v, k)) = current.take() {
+        metrics::gauge!("edgewatch_model_info", "version" => v, "variant" => k.key()).set(0.0);
+    }
+    metrics::gauge!("edgewatch_model_info", "version" => version.to_string(), "variant" => variant.key())
+        .set(1.0);
+    *current = Some((version.to_string(), variant));
+}
+
+/// Replaces the running model with `variant` from `source`; on refusal the current model keeps
+/// running and the error says why. Counted in `edgewatch_model_reloads_total{result}`.
+pub async fn reload_model(
+    handle: &ModelHandle,
+    source: ModelSource,
+    variant: Variant,
+) -> Result<Arc<str>> {
+    match handle.reload(source.clone(), variant).await {
+        Ok(version) => {
+            metrics::counter!("edgewatch_model_reloads_total", "result" => "ok").increment(1);
+            set_model_info(&version, variant);
+            tracing::info!(version = %version, variant = variant.key(), source = %source, "model reloaded");
+            Ok(version)
+        }
+        Err(e) => {
+            metrics::counter!("edgewatch_model_reloads_total", "result" => "refused").increment(1);
+            tracing::error!(error = %e, source = %source, "new model refused; the current model keeps running");
+            Err(anyhow::Error::new(e).context(format!("model.manifest: {source} refused")))
+        }
+    }
 }
 
 /// Starts everything; reports go to `on_report` on a consumer task.
@@ -51,6 +108,8 @@ pub async fn start(
     let epoch = Instant::now();
     let health = Arc::new(Health::new(epoch));
     let prometheus = prometheus()?;
+    // After the recorder: the model-info gauge is set while loading.
+    let model = start_model(&config.model)?;
     let config = Arc::new(config);
     let mut tasks = Vec::new();
     let mut threads = Vec::new();
@@ -97,10 +156,15 @@ pub async fn start(
     }
     {
         let (c, h) = (config.clone(), health.clone());
+        let classifier = model
+            .as_ref()
+            .map(|m| Box::new(m.handle()) as Box<dyn Classify>);
         threads.push(
             std::thread::Builder::new()
                 .name("features".into())
-                .spawn(move || pipeline::extract_features(&c, window_rx, report_tx, h, None, epoch))
+                .spawn(move || {
+                    pipeline::extract_features(&c, window_rx, report_tx, h, classifier, epoch)
+                })
                 .context("starting the feature thread")?,
         );
     }
@@ -115,11 +179,17 @@ pub async fn start(
         health,
         tasks,
         threads,
+        model,
         drain: Duration::from_millis(config.pipeline.drain_timeout_ms),
     })
 }
 
 impl Running {
+    /// The model thread, to reload the model while running (`None`: no classifier).
+    pub fn model(&self) -> Option<ModelHandle> {
+        self.model.as_ref().map(ModelThread::handle)
+    }
+
     /// Waits for every stage to finish after the shutdown token was cancelled, at most the
     /// drain timeout. Returns false if the deadline passed first.
     pub async fn join(self) -> bool {
@@ -130,10 +200,14 @@ impl Running {
                 return false;
             }
         }
-        let threads = self.threads;
+        let (threads, model) = (self.threads, self.model);
         let joined = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
+            }
+            // The feature thread held the last other handle.
+            if let Some(m) = model {
+                let _ = m.join();
             }
         });
         let drained = tokio::time::timeout_at(deadline, joined).await.is_ok();
