@@ -88,6 +88,12 @@ pub struct Config {
     /// Alert thresholds and hysteresis.
     #[serde(default)]
     pub alerts: crate::alert::AlertConfig,
+    /// The durable outbox.
+    #[serde(default)]
+    pub outbox: crate::outbox::OutboxConfig,
+    /// Kafka forwarding; without it records stay in the outbox (up to its cap).
+    #[serde(default)]
+    pub kafka: Option<crate::forward::KafkaConfig>,
 }
 
 /// `[agent]`.
@@ -675,6 +681,10 @@ impl Config {
                 self.metrics.listen
             ),
         );
+        p.0.extend(self.outbox.problems());
+        if let Some(k) = &self.kafka {
+            p.0.extend(k.validate());
+        }
         if p.0.is_empty() {
             Ok(())
         } else {
