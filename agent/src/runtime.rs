@@ -29,7 +29,9 @@ pub fn prometheus() -> Result<PrometheusHandle> {
         .context("histogram buckets")?
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Prefix("edgewatch_kafka_".into()),
-            &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ],
         )
         .context("histogram buckets")?
         .install_recorder()
@@ -166,12 +168,8 @@ fn start_outbox(config: &Config) -> Result<OutboxParts> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let (store, opened) = SledOutbox::open(
-        &dir,
-        config.outbox.max_bytes,
-        outbox::unix_ms() / 1000,
-    )
-    .with_context(|| format!("opening the outbox {}", dir.display()))?;
+    let (store, opened) = SledOutbox::open(&dir, config.outbox.max_bytes, outbox::unix_ms() / 1000)
+        .with_context(|| format!("opening the outbox {}", dir.display()))?;
     match opened {
         Opened::MovedAside { moved_to, reason } => {
             metrics::counter!("edgewatch_outbox_moved_aside_total").increment(1);

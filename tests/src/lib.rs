@@ -448,7 +448,13 @@ impl Tansu {
         let proc = Proc::spawn(
             "tansu",
             Command::new(tansu_program())
-                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
                 .args(["--storage-engine", "sqlite://tansu.db"])
                 .current_dir(self.dir.path())
                 .env("RUST_LOG", "warn")
@@ -467,7 +473,13 @@ impl Tansu {
     /// Creates a topic.
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let out = Command::new(tansu_program())
-            .args(["topic", "create", name, "--partitions", &partitions.to_string()])
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+            ])
             .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
             .output()
             .expect("run tansu topic create");

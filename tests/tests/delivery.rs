@@ -24,7 +24,11 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const TOPICS: [&str; 3] = ["edgewatch.alerts", "edgewatch.summaries", "edgewatch.health"];
+const TOPICS: [&str; 3] = [
+    "edgewatch.alerts",
+    "edgewatch.summaries",
+    "edgewatch.health",
+];
 const PARTITIONS: u32 = 3;
 const MAX_BYTES: u64 = 64 << 20;
 
@@ -81,7 +85,14 @@ fn start_sim(mqtt_url: &str) -> Proc {
     Proc::spawn(
         "firmware-sim",
         Command::new(workspace_bin("firmware-sim"))
-            .args(["run", "--scenario", "demo", "--output", "mqtt", "--mqtt-url"])
+            .args([
+                "run",
+                "--scenario",
+                "demo",
+                "--output",
+                "mqtt",
+                "--mqtt-url",
+            ])
             .arg(mqtt_url)
             .args(["--mqtt-client-id", "sim-delivery"])
             .stdout(Stdio::null())
@@ -130,7 +141,9 @@ fn consume(bootstrap: &str, want: usize, timeout: Duration) -> Vec<Msg> {
                     .and_then(|h| h.value)
                     .and_then(|v| <[u8; 8]>::try_from(v).ok())
                     .map(u64::from_be_bytes)
-                    .unwrap_or_else(|| panic!("message without edgewatch-seq header on {}", m.topic()));
+                    .unwrap_or_else(|| {
+                        panic!("message without edgewatch-seq header on {}", m.topic())
+                    });
                 let value: serde_json::Value =
                     serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON payload");
                 out.push(Msg {
@@ -172,7 +185,10 @@ fn outbox_state(data_dir: &Path) -> (u64, BTreeSet<u64>) {
     let (o, opened) =
         SledOutbox::open(&data_dir.join("outbox"), MAX_BYTES, 0).expect("open outbox");
     assert!(
-        matches!(opened, edgewatch_agent::outbox::sled_store::Opened::Clean { .. }),
+        matches!(
+            opened,
+            edgewatch_agent::outbox::sled_store::Opened::Clean { .. }
+        ),
         "the agent left an outbox that does not open cleanly: {opened:?}"
     );
     o.flush().unwrap();
@@ -406,7 +422,10 @@ fn a_full_outbox_drops_summaries_first_keeps_alerts_and_counts_every_drop() {
     let mut sim = start_sim(&mqtt.url());
     let m = agent
         .wait_metrics(Duration::from_secs(60), |m| {
-            metric(m, "edgewatch_outbox_dropped_total{kind=\"summary\",reason=\"cap_evicted\"") >= 200.0
+            metric(
+                m,
+                "edgewatch_outbox_dropped_total{kind=\"summary\",reason=\"cap_evicted\"",
+            ) >= 200.0
                 && metric(m, "edgewatch_outbox_appended_total{kind=\"alert\"") >= 1.0
         })
         .unwrap_or_else(|m| panic!("the cap was not reached with an alert stored:\n{m}"));
@@ -416,19 +435,31 @@ fn a_full_outbox_drops_summaries_first_keeps_alerts_and_counts_every_drop() {
     // Quiescent: the counters must add up exactly.
     let m = agent.metrics();
     let appended = metric(&m, "edgewatch_outbox_appended_total");
-    let evicted = metric(&m, "edgewatch_outbox_dropped_total{kind=\"summary\",reason=\"cap_evicted\"")
-        + metric(&m, "edgewatch_outbox_dropped_total{kind=\"health\",reason=\"cap_evicted\"");
+    let evicted = metric(
+        &m,
+        "edgewatch_outbox_dropped_total{kind=\"summary\",reason=\"cap_evicted\"",
+    ) + metric(
+        &m,
+        "edgewatch_outbox_dropped_total{kind=\"health\",reason=\"cap_evicted\"",
+    );
     let records = metric(&m, "edgewatch_outbox_records");
     let alerts_in = metric(&m, "edgewatch_outbox_records_by_kind{kind=\"alert\"");
     println!(
         "FIGURES cap: appended {appended}, evicted {evicted}, refused {}, held {records} \
          records / {} bytes, alerts appended {} held {alerts_in}",
-        metric(&m, "edgewatch_outbox_dropped_total{kind=\"summary\",reason=\"cap_refused\""),
+        metric(
+            &m,
+            "edgewatch_outbox_dropped_total{kind=\"summary\",reason=\"cap_refused\""
+        ),
         metric(&m, "edgewatch_outbox_bytes"),
         metric(&m, "edgewatch_outbox_appended_total{kind=\"alert\"")
     );
     assert!(metric(&m, "edgewatch_outbox_bytes") <= 65536.0, "{m}");
-    assert_eq!(records, appended - evicted, "held = appended - evicted\n{m}");
+    assert_eq!(
+        records,
+        appended - evicted,
+        "held = appended - evicted\n{m}"
+    );
     assert_eq!(
         metric(&m, "edgewatch_outbox_dropped_total{kind=\"alert\""),
         0.0,
@@ -441,11 +472,18 @@ fn a_full_outbox_drops_summaries_first_keeps_alerts_and_counts_every_drop() {
     );
     assert!(scored > 0.0);
     let (status, body) = edgewatch_tests::http_get(agent.metrics_port, "/health").unwrap();
-    assert_eq!(status, 200, "the agent keeps running with a full outbox: {body}");
+    assert_eq!(
+        status, 200,
+        "the agent keeps running with a full outbox: {body}"
+    );
     assert!(agent.terminate().success(), "{}", agent.log());
     // What the metrics said is what is on disk.
     let (_, left) = outbox_state(&agent.dir.join("data"));
-    assert!(left.len() as f64 >= records, "{} on disk, {records} reported", left.len());
+    assert!(
+        left.len() as f64 >= records,
+        "{} on disk, {records} reported",
+        left.len()
+    );
 }
 
 #[test]
@@ -465,7 +503,12 @@ fn a_corrupt_outbox_is_moved_aside_and_the_agent_starts_fresh() {
         .wait_metrics(Duration::from_secs(30), |m| {
             metric(m, "edgewatch_kafka_delivered_total") >= 20.0
         })
-        .unwrap_or_else(|m| panic!("the agent did not start fresh and deliver:\n{m}\n{}", agent.log()));
+        .unwrap_or_else(|m| {
+            panic!(
+                "the agent did not start fresh and deliver:\n{m}\n{}",
+                agent.log()
+            )
+        });
     assert_eq!(metric(&m, "edgewatch_outbox_moved_aside_total"), 1.0, "{m}");
     let log = agent.log();
     assert!(log.contains("moved aside"), "{log}");
@@ -477,7 +520,11 @@ fn a_corrupt_outbox_is_moved_aside_and_the_agent_starts_fresh() {
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
     let kept = std::fs::read(dir.path().join("data").join(&aside[0]).join("db")).unwrap();
-    assert_eq!(kept.len(), 64 << 10, "the damaged files are kept for inspection");
+    assert_eq!(
+        kept.len(),
+        64 << 10,
+        "the damaged files are kept for inspection"
+    );
 
     // No crash loop: killed and restarted, it opens its new outbox cleanly.
     agent.proc.kill();

@@ -227,7 +227,10 @@ impl KafkaConfig {
             (None, Some(f)) => match std::fs::read_to_string(f) {
                 Ok(text) => Some(text.lines().next().unwrap_or("").to_string()),
                 Err(e) => {
-                    p.push(field("password_file", format!("cannot read {}: {e}", f.display())));
+                    p.push(field(
+                        "password_file",
+                        format!("cannot read {}: {e}", f.display()),
+                    ));
                     None
                 }
             },
@@ -239,11 +242,7 @@ impl KafkaConfig {
         for (k, v) in &self.properties {
             c.set(k, v);
         }
-        if p.is_empty() {
-            Ok(c)
-        } else {
-            Err(p)
-        }
+        if p.is_empty() { Ok(c) } else { Err(p) }
     }
 
     /// Checks the settings, including the passthrough properties (by letting librdkafka parse
@@ -272,14 +271,20 @@ impl KafkaConfig {
     fn problems(&self) -> Vec<FieldError> {
         let mut p = Vec::new();
         if self.brokers.is_empty() {
-            p.push(field("brokers", "list at least one broker as \"host:port\"".into()));
+            p.push(field(
+                "brokers",
+                "list at least one broker as \"host:port\"".into(),
+            ));
         }
         for (i, b) in self.brokers.iter().enumerate() {
             let ok = b
                 .rsplit_once(':')
                 .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
             if !ok {
-                p.push(field(&format!("brokers[{i}]"), format!("`{b}` is not host:port")));
+                p.push(field(
+                    &format!("brokers[{i}]"),
+                    format!("`{b}` is not host:port"),
+                ));
             }
         }
         let legal = |t: &str| {
@@ -337,7 +342,10 @@ impl KafkaConfig {
             }
         }
         if self.cert_file.is_some() != self.key_file.is_some() {
-            p.push(field("key_file", "cert_file and key_file go together".into()));
+            p.push(field(
+                "key_file",
+                "cert_file and key_file go together".into(),
+            ));
         }
         let sasl = self.security_protocol.sasl();
         match (&self.sasl_mechanism, sasl) {
@@ -364,7 +372,10 @@ impl KafkaConfig {
             p.push(field("username", "SASL needs a username".into()));
         }
         if sasl && self.password.is_none() && self.password_file.is_none() {
-            p.push(field("password", "SASL needs password or password_file".into()));
+            p.push(field(
+                "password",
+                "SASL needs password or password_file".into(),
+            ));
         }
         if self.password.is_some() && self.password_file.is_some() {
             p.push(field(

@@ -79,9 +79,12 @@ pub fn classify(e: &KafkaError) -> Verdict {
 }
 
 fn create_producer(cfg: &KafkaConfig) -> Result<FutureProducer, String> {
-    let config = cfg
-        .client_config()
-        .map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+    let config = cfg.client_config().map_err(|p| {
+        p.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
     config.create().map_err(|e| e.to_string())
 }
 
@@ -102,7 +105,12 @@ pub async fn run(
     let mut producer: Option<FutureProducer> = None;
     let mut recreate = false;
     let topics = [Kind::Alert, Kind::Summary, Kind::Health].map(|k| (k, cfg.topic(k)));
-    let topic = |k: Kind| topics.iter().find(|(t, _)| *t == k).map(|(_, n)| n.as_str());
+    let topic = |k: Kind| {
+        topics
+            .iter()
+            .find(|(t, _)| *t == k)
+            .map(|(_, n)| n.as_str())
+    };
     tracing::info!(brokers = %cfg.brokers.join(","), prefix = %cfg.topic_prefix, "kafka forwarder started");
 
     // After `stop`: keep sending until nothing is left or the grace period ends.
@@ -164,7 +172,9 @@ pub async fn run(
                     blocked = true;
                     break;
                 }
-                let Some(topic) = topic(record.kind) else { continue };
+                let Some(topic) = topic(record.kind) else {
+                    continue;
+                };
                 let seq_bytes = seq.to_be_bytes();
                 let fr = FutureRecord::to(topic)
                     .key(record.key.as_bytes())
@@ -228,7 +238,11 @@ pub async fn run(
                 tracing::error!(?code, %reason, "fatal producer error: recreating the producer and resending from the outbox");
                 recreate = true;
             } else {
-                tracing::warn!(from, wait_ms = wait, "delivery failed; resending from the outbox after a backoff");
+                tracing::warn!(
+                    from,
+                    wait_ms = wait,
+                    "delivery failed; resending from the outbox after a backoff"
+                );
             }
             window.reset(now_ms(), wait);
             continue;
@@ -266,7 +280,10 @@ pub async fn run(
     if let Some(p) = producer.take() {
         let _ = tokio::task::spawn_blocking(move || drop(p)).await;
     }
-    tracing::info!(left_in_flight = window.in_flight(), "kafka forwarder stopped");
+    tracing::info!(
+        left_in_flight = window.in_flight(),
+        "kafka forwarder stopped"
+    );
 }
 
 fn handle(

@@ -91,7 +91,10 @@ impl OutboxConfig {
             self.heartbeat_interval_s == 0.0
                 || (self.heartbeat_interval_s.is_finite() && self.heartbeat_interval_s >= 0.1),
             "heartbeat_interval_s",
-            format!("{} is not 0 (off) or at least 0.1 s", self.heartbeat_interval_s),
+            format!(
+                "{} is not 0 (off) or at least 0.1 s",
+                self.heartbeat_interval_s
+            ),
         );
         check(
             self.queue_capacity > 0,

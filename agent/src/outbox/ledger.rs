@@ -207,7 +207,10 @@ mod tests {
 
     #[test]
     fn a_record_larger_than_the_cap_is_refused() {
-        assert_eq!(Ledger::default().admit(Kind::Alert, 101, 100), Admit::Refuse);
+        assert_eq!(
+            Ledger::default().admit(Kind::Alert, 101, 100),
+            Admit::Refuse
+        );
     }
 
     proptest! {

@@ -143,7 +143,11 @@ impl MemoryOutbox {
         for (seq, r) in &flushed {
             ledger.insert(*seq, entry_of(r));
         }
-        let next = flushed.keys().next_back().map_or(0, |s| s + 1).max(s.durable);
+        let next = flushed
+            .keys()
+            .next_back()
+            .map_or(0, |s| s + 1)
+            .max(s.durable);
         *s = MemoryState {
             records: flushed,
             ledger,

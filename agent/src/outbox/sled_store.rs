@@ -52,7 +52,11 @@ impl SledOutbox {
     /// Opens (or creates) the outbox in `dir`. An outbox that cannot be opened or read is moved
     /// aside to `<dir>.corrupt-<unix seconds>` and a fresh one created; a lock held by another
     /// process is an error.
-    pub fn open(dir: &Path, max_bytes: u64, now_unix_s: u64) -> Result<(Self, Opened), OutboxError> {
+    pub fn open(
+        dir: &Path,
+        max_bytes: u64,
+        now_unix_s: u64,
+    ) -> Result<(Self, Opened), OutboxError> {
         match Self::try_open(dir, max_bytes) {
             Ok((o, corrupt_records)) => Ok((o, Opened::Clean { corrupt_records })),
             Err(OutboxError::Locked(p)) => Err(OutboxError::Locked(p)),
@@ -86,7 +90,7 @@ impl SledOutbox {
         }
         let config = sled::Config::new().path(dir).flush_every_ms(None);
         // sled panics on some kinds of damaged files instead of returning an error.
-        let opened = std::panic::catch_unwind(move || config.open())
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
             .map_err(|_| OutboxError::Storage("sled panicked while opening the database".into()))?;
         let db = match opened {
             Ok(db) => db,
@@ -100,10 +104,11 @@ impl SledOutbox {
         };
         let records = db.open_tree("records").map_err(storage)?;
         let meta = db.open_tree("meta").map_err(storage)?;
-        let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            scan(&records, &meta)
-        }))
-        .map_err(|_| OutboxError::Storage("sled panicked while reading the database".into()))??;
+        let scanned =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scan(&records, &meta)))
+                .map_err(|_| {
+                    OutboxError::Storage("sled panicked while reading the database".into())
+                })??;
         let (ledger, next, corrupt) = scanned;
         Ok((
             Self {
@@ -191,12 +196,12 @@ impl Outbox for SledOutbox {
         let seq = s.next;
         let mut batch = sled::Batch::default();
         for (victim, _) in &evict {
-            batch.remove(&victim.to_be_bytes());
+            batch.remove(victim.to_be_bytes().to_vec());
         }
-        batch.insert(&seq.to_be_bytes(), value.as_slice());
+        batch.insert(seq.to_be_bytes().to_vec(), value.as_slice());
         self.records.apply_batch(batch).map_err(storage)?;
         self.meta
-            .insert(NEXT_SEQ, &(seq + 1).to_be_bytes())
+            .insert(NEXT_SEQ, (seq + 1).to_be_bytes().to_vec())
             .map_err(storage)?;
         for (victim, _) in &evict {
             s.ledger.remove(*victim);
@@ -250,7 +255,7 @@ impl Outbox for SledOutbox {
         let mut s = self.state.lock().expect("outbox lock");
         let mut batch = sled::Batch::default();
         for seq in seqs {
-            batch.remove(&seq.to_be_bytes());
+            batch.remove(seq.to_be_bytes().to_vec());
         }
         self.records.apply_batch(batch).map_err(storage)?;
         for seq in seqs {
@@ -320,7 +325,13 @@ mod tests {
         }
         let (o, _) = SledOutbox::open(&path, 1 << 20, 0).unwrap();
         assert_eq!(o.depth().records, 3);
-        let seqs: Vec<_> = o.peek(0, 10).unwrap().records.into_iter().map(|r| r.0).collect();
+        let seqs: Vec<_> = o
+            .peek(0, 10)
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
         assert_eq!(seqs, vec![0, 1, 2]);
         // 3 and 4 were sent and deleted: their numbers are not reused.
         assert_eq!(o.append(&rec(Kind::Alert, 9)).unwrap().seq, Some(5));

@@ -75,9 +75,18 @@ fn report(asset: &str, sensor: u32, start_us: u64, velocity: f64, level: Level) 
 #[test]
 fn windows_of_one_interval_become_one_summary_per_sensor() {
     let mut s = Summarizer::new(1000);
-    assert!(s.push(&report("pump-1", 1, 0, 1.0, Level::Normal), 0).is_empty());
-    assert!(s.push(&report("pump-1", 1, 160_000, 3.0, Level::Warning), 400).is_empty());
-    assert!(s.push(&report("fan-1", 3, 0, 5.0, Level::Normal), 500).is_empty());
+    assert!(
+        s.push(&report("pump-1", 1, 0, 1.0, Level::Normal), 0)
+            .is_empty()
+    );
+    assert!(
+        s.push(&report("pump-1", 1, 160_000, 3.0, Level::Warning), 400)
+            .is_empty()
+    );
+    assert!(
+        s.push(&report("fan-1", 3, 0, 5.0, Level::Normal), 500)
+            .is_empty()
+    );
     let closed = s.push(&report("pump-1", 1, 320_000, 2.0, Level::Normal), 1000);
     assert_eq!(closed.len(), 1, "{closed:?}");
     let p = &closed[0];
@@ -149,12 +158,7 @@ fn every_kind_of_message_matches_its_schema() {
     assert_eq!(v["model_version"], "m1");
     assert_eq!(v["asset_id"], "pump-1");
 
-    let rec = message::health_record(
-        "gw-1",
-        &message::new_record_id(),
-        &Heartbeat::default(),
-        3,
-    );
+    let rec = message::health_record("gw-1", &message::new_record_id(), &Heartbeat::default(), 3);
     assert_eq!(rec.key, "gw-1");
     assert_valid("edgewatch.health", &rec.payload);
 }

@@ -94,7 +94,10 @@ pub fn spawn(
                 }
             }
             publish_gauges(&*outbox, unix_ms());
-            tracing::info!(records = outbox.depth().records, "outbox writer flushed and stopped");
+            tracing::info!(
+                records = outbox.depth().records,
+                "outbox writer flushed and stopped"
+            );
         })
 }
 
