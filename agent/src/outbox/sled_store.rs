@@ -88,6 +88,10 @@ impl SledOutbox {
                 dir.display()
             )));
         }
+        // sled opens a database whose files are garbage as an empty one, without an error. A
+        // database this agent wrote always holds the high-water mark (written at creation), so
+        // a non-empty `db` file without it is damage, not an empty outbox.
+        let had_data = std::fs::metadata(dir.join("db")).is_ok_and(|m| m.len() > 0);
         let config = sled::Config::new().path(dir).flush_every_ms(None);
         // sled panics on some kinds of damaged files instead of returning an error.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
@@ -110,6 +114,16 @@ impl SledOutbox {
                     OutboxError::Storage("sled panicked while reading the database".into())
                 })??;
         let (ledger, next, corrupt) = scanned;
+        if meta.get(NEXT_SEQ).map_err(storage)?.is_none() {
+            if had_data && records.is_empty() {
+                return Err(OutboxError::Storage(
+                    "the database files are not empty but hold no outbox data (unreadable)".into(),
+                ));
+            }
+            meta.insert(NEXT_SEQ, next.to_be_bytes().to_vec())
+                .map_err(storage)?;
+            db.flush().map_err(storage)?;
+        }
         Ok((
             Self {
                 db,
