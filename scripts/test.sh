@@ -26,6 +26,16 @@ if ! have mosquitto; then
   echo "installing mosquitto (MQTT broker for the integration tests)"
   apt_install mosquitto
 fi
+# rdkafka builds its bundled librdkafka with cmake and links the system OpenSSL (TLS to Kafka).
+if ! have cmake || ! have pkg-config || ! { dpkg -s libssl-dev >/dev/null 2>&1 || pkg-config --exists openssl 2>/dev/null; }; then
+  echo "installing cmake, pkg-config and libssl-dev (to build rdkafka's bundled librdkafka)"
+  apt_install cmake pkg-config libssl-dev
+fi
+# tansu is the Kafka broker the delivery tests start (sqlite storage needs these features).
+if ! have tansu && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+  echo "installing tansu (Kafka-compatible broker for the delivery tests; takes a while)"
+  cargo install tansu --features dynostore,libsql --locked
+fi
 # cargo-fuzz needs nightly compiler flags: use a nightly toolchain when one is installed,
 # otherwise the stable one with RUSTC_BOOTSTRAP=1 (no toolchain download needed).
 if cargo +nightly --version >/dev/null 2>&1; then

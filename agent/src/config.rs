@@ -91,6 +91,12 @@ pub struct Config {
     /// The on-device classifier.
     #[serde(default)]
     pub model: crate::model::ModelConfig,
+    /// The durable outbox.
+    #[serde(default)]
+    pub outbox: crate::outbox::OutboxConfig,
+    /// Kafka forwarding; without it records stay in the outbox (up to its cap).
+    #[serde(default)]
+    pub kafka: Option<crate::forward::KafkaConfig>,
 }
 
 /// `[agent]`.
@@ -682,6 +688,10 @@ impl Config {
                 self.metrics.listen
             ),
         );
+        p.0.extend(self.outbox.problems());
+        if let Some(k) = &self.kafka {
+            p.0.extend(k.validate());
+        }
         if p.0.is_empty() {
             Ok(())
         } else {
