@@ -256,7 +256,7 @@ pub fn metric(text: &str, prefix: &str) -> f64 {
             }
         })
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
+        .fold(0.0, |sum, v| sum + v)
 }
 
 /// A running `agent` process with its own config file and data directory.
@@ -307,7 +307,8 @@ impl Agent {
         );
         assert!(
             wait_for_port(metrics_port, Duration::from_secs(20)),
-            "the agent's metrics endpoint did not come up"
+            "the agent's metrics endpoint did not come up; its log:\n{}",
+            std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
         );
         Self {
             proc,

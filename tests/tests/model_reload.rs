@@ -2,11 +2,11 @@
 //! switches to the model the configuration names, and a bad model is refused while the old one
 //! keeps classifying. Real agent process, real pty, the committed model files.
 
-use edgewatch_protocol::{Frame, MAX_SERIAL_LEN};
+mod common;
+
+use common::{sim_frames, write_frames};
 use edgewatch_tests::{Agent, metric, pty_pair, workspace_bin};
-use firmware_sim::link::{Injector, LinkFaults};
 use serialport::{SerialPort, TTYPort};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -33,32 +33,6 @@ fn model_version(manifest: &Path) -> String {
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
     m["model_version"].as_str().unwrap().to_string()
-}
-
-/// `n` frames of firmware-sim's `healthy` scenario after `skip`.
-fn sim_frames(skip: usize, n: usize) -> Vec<Frame> {
-    let scenario = firmware_sim::physics::scenario::Scenario::builtin("healthy").unwrap();
-    let mut nodes = firmware_sim::nodes_for(&scenario).unwrap();
-    let mut injector = Injector::new(LinkFaults::default(), 1);
-    firmware_sim::driver::collect(&mut nodes, &mut injector, (skip + n) as u64)
-        .into_iter()
-        .skip(skip)
-        .filter_map(|(_, w)| match w {
-            firmware_sim::link::Wire::Frame { raw, .. } => {
-                edgewatch_protocol::decode_frame(&raw).ok()
-            }
-            firmware_sim::link::Wire::Garbage(_) => None,
-        })
-        .collect()
-}
-
-fn write_frames(port: &mut TTYPort, frames: &[Frame]) {
-    let mut buf = vec![0u8; MAX_SERIAL_LEN];
-    for f in frames {
-        let n = f.encode_stuffed(&mut buf).unwrap();
-        port.write_all(&buf[..n]).unwrap();
-    }
-    port.flush().unwrap();
 }
 
 fn config(device: &Path, manifest: &Path) -> String {

@@ -183,7 +183,14 @@ mod tests {
         let mut l = Ledger::default();
         l.insert(0, entry(Kind::Alert, 60));
         l.insert(1, entry(Kind::Summary, 20));
-        assert_eq!(l.admit(Kind::Summary, 40, 100), Admit::Refuse);
+        // 40 fits by evicting the older summary; 50 would need the alert to go: refused.
+        assert_eq!(
+            l.admit(Kind::Summary, 40, 100),
+            Admit::Store {
+                evict: vec![(1, Kind::Summary)]
+            }
+        );
+        assert_eq!(l.admit(Kind::Summary, 50, 100), Admit::Refuse);
         assert_eq!(
             l.admit(Kind::Alert, 40, 100),
             Admit::Store {
