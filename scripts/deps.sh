@@ -1,4 +1,4 @@
-# Sourced by scripts/demo.sh and scripts/test.sh: installs, through apt, the system packages
+# Sourced by scripts/demo.sh, scripts/test.sh and bench/e2e.sh: installs, through apt, the system packages
 # that building the agent needs when they are missing.
 #
 # rdkafka builds its bundled librdkafka from source with cmake and a C compiler, and links the

@@ -36,6 +36,9 @@ pub struct AssembledWindow {
     pub temperature_c: Option<f64>,
     /// Temperature rate of rise of the asset, °C/min.
     pub temperature_rise_c_per_min: Option<f64>,
+    /// Arrival of the frame that completed the window (or of the latest frame when a timeout
+    /// released it), ms since the agent started: the start of its end-to-end latency.
+    pub completed_ms: u64,
 }
 
 /// Features of one window of one axis.
@@ -84,6 +87,8 @@ pub struct Assembler {
     temperatures: HashMap<Arc<str>, TemperatureTrend>,
     sequenced: Vec<Sequenced>,
     unmapped_warned: std::collections::HashSet<u32>,
+    /// Arrival of the latest frame handed to the sequencer (agent ms).
+    last_received_ms: u64,
 }
 
 impl std::fmt::Debug for Assembler {
@@ -110,6 +115,7 @@ impl Assembler {
                 .map(|(s, a)| (s, Arc::from(a)))
                 .collect(),
             sensors: HashMap::new(),
+            last_received_ms: 0,
             // The trend configuration was validated with the rest of the configuration.
             temperatures: config
                 .assets
@@ -151,6 +157,7 @@ impl Assembler {
                 status: None,
             });
         let before = state.sequencer.stats();
+        self.last_received_ms = ingest.received_ms;
         state
             .sequencer
             .push(ingest.frame, ingest.received_ms, &mut self.sequenced);
@@ -234,6 +241,7 @@ impl Assembler {
                 window,
                 temperature_c: trend.and_then(TemperatureTrend::level),
                 temperature_rise_c_per_min: trend.and_then(TemperatureTrend::rate_c_per_min),
+                completed_ms: self.last_received_ms,
             });
         }
     }
@@ -453,7 +461,13 @@ pub fn extract_features(
         // Scored or refused: either way the window has been handled.
         health.window_scored();
         metrics::gauge!("edgewatch_channel_depth", "channel" => "windows").set(rx.len() as f64);
-        if let Some(report) = stage.process(w, epoch.elapsed().as_millis() as u64)
+        let completed_ms = w.completed_ms;
+        let report = stage.process(w, epoch.elapsed().as_millis() as u64);
+        // Completing frame's arrival to scored (features, model, baseline, alert state).
+        let now_ms = epoch.elapsed().as_millis() as u64;
+        metrics::histogram!("edgewatch_window_latency_seconds")
+            .record(now_ms.saturating_sub(completed_ms) as f64 / 1000.0);
+        if let Some(report) = report
             && tx.blocking_send(report).is_err()
         {
             break;

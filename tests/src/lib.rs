@@ -23,11 +23,15 @@ pub fn free_port() -> u16 {
 
 /// The workspace's target directory, from the running test executable (`target/<profile>/deps/`).
 fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps")
-        .to_path_buf()
+    let exe = std::env::current_exe().expect("executable path");
+    let dir = exe.parent().expect("executable lives in target/<profile>");
+    // Test executables live in target/<profile>/deps, binaries (the benchmarks) beside the
+    // agent in target/<profile>.
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("target/<profile>/deps").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a workspace binary built in the same profile as the tests.

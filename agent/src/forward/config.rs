@@ -206,6 +206,10 @@ impl KafkaConfig {
             )
             .set("linger.ms", self.linger_ms.to_string())
             .set("message.timeout.ms", self.message_timeout_ms.to_string())
+            // librdkafka backs off reconnects up to 10 s by default: after an uplink outage
+            // the backlog would wait that long for a broker that is already back. One broker
+            // connection attempt per second is cheap. `properties` can override it.
+            .set("reconnect.backoff.max.ms", "1000")
             .set("security.protocol", self.security_protocol.librdkafka());
         for (key, file) in [
             ("ssl.ca.location", &self.ca_file),

@@ -52,6 +52,7 @@ pub struct Sent {
     kind: Kind,
     at: Instant,
     created_unix_ms: u64,
+    bytes: u64,
 }
 
 type Report = (Seq, Result<(), KafkaError>);
@@ -191,6 +192,7 @@ pub async fn run(
                                 kind: record.kind,
                                 at: Instant::now(),
                                 created_unix_ms: record.created_unix_ms,
+                                bytes: record.payload.len() as u64,
                             },
                         );
                         reports.spawn(async move {
@@ -218,6 +220,7 @@ pub async fn run(
                                 kind: record.kind,
                                 at: Instant::now(),
                                 created_unix_ms: record.created_unix_ms,
+                                bytes: record.payload.len() as u64,
                             },
                         );
                         window.failed(seq);
@@ -299,6 +302,7 @@ fn handle(
                 acked.push(seq);
                 metrics::counter!("edgewatch_kafka_delivered_total", "kind" => s.kind.as_str())
                     .increment(1);
+                metrics::counter!("edgewatch_kafka_delivered_bytes_total").increment(s.bytes);
                 metrics::histogram!("edgewatch_kafka_delivery_seconds")
                     .record(s.at.elapsed().as_secs_f64());
                 let age = crate::outbox::unix_ms().saturating_sub(s.created_unix_ms);
