@@ -1,7 +1,7 @@
 //! `agent`: the edgewatch gateway agent.
 #![forbid(unsafe_code)]
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use edgewatch_agent::config::Config;
 use edgewatch_agent::{demo, runtime};
@@ -69,6 +69,19 @@ enum Cmd {
     /// Write labelled model-input vectors (simulated machines run through the agent's own
     /// windowing and features) as CSV, for training the classifier (see models/).
     ExportFeatures(edgewatch_agent::training::ExportArgs),
+    /// Run a recorded serial stream (`firmware-sim run --output file`) through the decoder,
+    /// windowing and features offline; write one JSON line of features per window.
+    ReplayFeatures {
+        /// The TOML configuration (assets, window and feature settings).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The recorded frames (COBS between 0x00 delimiters).
+        #[arg(long)]
+        frames: PathBuf,
+        /// The JSON-lines file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn init_logging() {
@@ -122,8 +135,10 @@ async fn run(path: &Path) -> Result<ExitCode> {
     })
     .await?;
     tracing::info!("agent running");
+    let systemd = edgewatch_agent::notify::spawn(running.health.clone(), shutdown.clone());
     runtime::termination_signal().await;
     tracing::info!("shutting down: stopping sources, draining the pipeline");
+    systemd.stopping();
     shutdown.cancel();
     if running.join().await {
         tracing::info!("stopped cleanly");
@@ -153,6 +168,36 @@ fn main() -> Result<ExitCode> {
         Cmd::ExportFeatures(args) => {
             let windows = edgewatch_agent::training::run_export(&args)?;
             eprintln!("{windows} windows written to {}", args.out.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::ReplayFeatures {
+            config,
+            frames,
+            out,
+        } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{}: invalid configuration\n{e}", config.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let bytes = std::fs::read(&frames)
+                .with_context(|| format!("--frames: cannot read {}", frames.display()))?;
+            let file = std::fs::File::create(&out)
+                .with_context(|| format!("--out: cannot create {}", out.display()))?;
+            let s = edgewatch_agent::replay::replay_features(
+                &cfg,
+                &bytes,
+                std::io::BufWriter::new(file),
+            )?;
+            eprintln!(
+                "{} frames, {} rejected, {} windows written to {}",
+                s.frames,
+                s.rejected,
+                s.windows,
+                out.display()
+            );
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::EvalFeatures {
@@ -198,7 +243,7 @@ fn main() -> Result<ExitCode> {
             }
             Cmd::Validate { config } => Ok(validate(&config)),
             Cmd::EvalFeatures { .. } | Cmd::Eval { .. } => Ok(ExitCode::SUCCESS),
-            Cmd::ExportFeatures(_) => Ok(ExitCode::SUCCESS),
+            Cmd::ExportFeatures(_) | Cmd::ReplayFeatures { .. } => Ok(ExitCode::SUCCESS),
         }
     })
 }
