@@ -38,7 +38,18 @@ native=0
 
 apt_updated=0
 apt_install() {
-  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  if [ "$apt_updated" -eq 0 ]; then
+    # A mirror in mid-sync serves an index of the wrong size: retry rather than lose the suite.
+    # If it keeps failing, go on with the indexes apt has: the install says what is missing.
+    local try
+    for try in 1 2 3; do
+      as_root apt-get update -qq && break
+      if [ "$try" -eq 3 ]; then echo "apt-get update keeps failing; going on" >&2; break; fi
+      echo "apt-get update failed (try $try); retrying in $((try * 10)) s" >&2
+      sleep $((try * 10))
+    done
+    apt_updated=1
+  fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 missing() { # prints the packages (name[:arch]) of "$@" that are not installed
@@ -69,23 +80,41 @@ need=$(missing "${host_pkgs[@]}")
 # shellcheck disable=SC2086
 [ -n "$need" ] && { echo "installing host packages: $need"; apt_install $need; }
 
-target_pkgs=("libssl-dev:$debarch")
-[ "$toolchain" = debian ] && target_pkgs+=("libstd-rust-web-dev:$debarch")
 if [ "$native" -eq 0 ] && ! dpkg --print-foreign-architectures | grep -qx "$debarch"; then
   echo "enabling multiarch: $debarch"
   as_root dpkg --add-architecture "$debarch"
   apt_updated=0
 fi
-need=$(missing "${target_pkgs[@]}")
-if [ -n "$need" ]; then
-  echo "installing target packages: $need"
-  if [ "$toolchain" = debian ]; then
-    # The target std must be exactly the compiler's version.
-    v=$(dpkg-query -W -f='${Version}' rustc-web)
-    need=$(echo "$need" | sed "s/^libstd-rust-web-dev:$debarch\$/libstd-rust-web-dev:$debarch=$v/")
+if [ "$toolchain" = debian ] && [ -n "$(missing "libstd-rust-web-dev:$debarch")" ]; then
+  # The target std must be exactly the compiler's version.
+  v=$(dpkg-query -W -f='${Version}' rustc-web)
+  echo "installing libstd-rust-web-dev:$debarch=$v"
+  apt_install "libstd-rust-web-dev:$debarch=$v"
+fi
+ssl_sysroot=
+if [ "$native" -eq 0 ] && [ -n "$(missing "libssl-dev:$debarch")" ]; then
+  echo "installing libssl-dev:$debarch"
+  if ! apt_install "libssl-dev:$debarch"; then
+    # libssl-dev is Multi-Arch: same: the target's version must equal the host's, which fails
+    # whenever the host has a security update the target architecture's index does not (yet)
+    # carry. The headers and libssl.so.3 of any 3.0.x do: unpack them into a private sysroot.
+    ssl_sysroot=${EDGEWATCH_CROSS_TARGET_DIR:-$repo/target/cross}/sysroot-$debarch
+    if [ ! -f "$ssl_sysroot/.complete" ]; then
+      echo "multiarch libssl-dev:$debarch not installable: unpacking it into $ssl_sysroot"
+      rm -rf "$ssl_sysroot"
+      mkdir -p "$ssl_sysroot/debs"
+      (cd "$ssl_sysroot/debs" && apt-get download "libssl-dev:$debarch" "libssl3:$debarch")
+      for deb in "$ssl_sysroot"/debs/*.deb; do dpkg-deb -x "$deb" "$ssl_sysroot"; done
+      # One include dir for openssl-sys and cmake: merge the multiarch configuration headers.
+      cp -a "$ssl_sysroot/usr/include/$gnu/openssl/." "$ssl_sysroot/usr/include/openssl/"
+      ln -sf "$gnu/libssl.so" "$gnu/libcrypto.so" "$ssl_sysroot/usr/lib/"
+      touch "$ssl_sysroot/.complete"
+    fi
   fi
-  # shellcheck disable=SC2086
-  apt_install $need
+fi
+if [ "$native" -eq 0 ] && [ -z "$ssl_sysroot" ] && [ -f "${EDGEWATCH_CROSS_TARGET_DIR:-$repo/target/cross}/sysroot-$debarch/.complete" ] &&
+   [ -n "$(missing "libssl-dev:$debarch")" ]; then
+  ssl_sysroot=${EDGEWATCH_CROSS_TARGET_DIR:-$repo/target/cross}/sysroot-$debarch
 fi
 
 if [ -n "${EDGEWATCH_CROSS_INSTALL_ONLY:-}" ]; then
@@ -117,8 +146,14 @@ if [ "$native" -eq 0 ]; then
   export PKG_CONFIG_ALLOW_CROSS=1
   export "PKG_CONFIG_LIBDIR_$t_=/usr/lib/$gnu/pkgconfig:/usr/share/pkgconfig"
   export "PKG_CONFIG_SYSROOT_DIR_$t_=/"
-  # openssl-sys: the multiarch headers and libraries.
-  export "${T_}_OPENSSL_LIB_DIR=/usr/lib/$gnu" "${T_}_OPENSSL_INCLUDE_DIR=/usr/include"
+  # openssl-sys (and librdkafka's cmake through OPENSSL_ROOT_DIR): the multiarch headers and
+  # libraries, or the private sysroot.
+  if [ -n "$ssl_sysroot" ]; then
+    export "${T_}_OPENSSL_LIB_DIR=$ssl_sysroot/usr/lib/$gnu" "${T_}_OPENSSL_INCLUDE_DIR=$ssl_sysroot/usr/include"
+    export OPENSSL_ROOT_DIR=$ssl_sysroot/usr
+  else
+    export "${T_}_OPENSSL_LIB_DIR=/usr/lib/$gnu" "${T_}_OPENSSL_INCLUDE_DIR=/usr/include"
+  fi
   # `cargo run/test --target` go through qemu-user with the cross sysroot; LD_LIBRARY_PATH keeps
   # ld.so and libc from the same glibc build (otherwise threaded programs hang under qemu).
   qemu=qemu-aarch64; [ "$target" = armv7 ] && qemu=qemu-arm
