@@ -48,7 +48,9 @@ for t in $targets; do
   if [ "$t" != amd64 ]; then
     timed "qemu-user run $t vs native" cross/qemu-test.sh "$t" "$target_dir/debug"
   fi
-  timed "package $t: dpkg install/upgrade/remove/purge" packaging/test-deb.sh "$t"
+  # Root (or sudo): dpkg chowns files in the throwaway root.
+  timed "package $t: dpkg install/upgrade/remove/purge" \
+    as_root env EDGEWATCH_CROSS_TARGET_DIR="$EDGEWATCH_CROSS_TARGET_DIR" packaging/test-deb.sh "$t"
 done
 
 printf '\n==> deployment checks: times\n'
