@@ -175,7 +175,10 @@ pub fn spawn(health: Arc<Health>, shutdown: CancellationToken) -> Systemd {
     );
     match interval {
         Ok(Some(every)) => {
-            tracing::info!(interval_ms = every.as_millis() as u64, "systemd watchdog on");
+            tracing::info!(
+                interval_ms = every.as_millis() as u64,
+                "systemd watchdog on"
+            );
             let n = notifier.clone();
             tokio::spawn(async move {
                 let mut dog = Watchdog::default();
@@ -226,7 +229,10 @@ mod tests {
             watchdog_interval(Some("2000000"), Some("7"), 7).unwrap(),
             Some(Duration::from_secs(1))
         );
-        assert_eq!(watchdog_interval(Some("2000000"), Some("8"), 7).unwrap(), None);
+        assert_eq!(
+            watchdog_interval(Some("2000000"), Some("8"), 7).unwrap(),
+            None
+        );
         assert!(matches!(
             watchdog_interval(Some("soon"), None, 7),
             Err(NotifyError::BadWatchdogUsec(_))
@@ -238,7 +244,10 @@ mod tests {
     fn pings_go_out_only_while_healthy_and_each_change_is_announced() {
         let mut dog = Watchdog::default();
         let first = dog.tick(&report("ok", 0));
-        assert!(first.starts_with("WATCHDOG=1\nSTATUS=running: 0 windows"), "{first}");
+        assert!(
+            first.starts_with("WATCHDOG=1\nSTATUS=running: 0 windows"),
+            "{first}"
+        );
         assert_eq!(dog.tick(&report("ok", 3)), "WATCHDOG=1");
         let stalled = dog.tick(&report("stalled", 3));
         assert!(!stalled.contains("WATCHDOG=1"), "{stalled}");

@@ -410,7 +410,10 @@ pub async fn assemble(
     let stall_after = crate::health::fault_stall_after();
     loop {
         if stall_after.is_some_and(|t| epoch.elapsed() >= t) {
-            tracing::warn!("fault injection ({}): assembler stalled", crate::health::FAULT_STALL_ENV);
+            tracing::warn!(
+                "fault injection ({}): assembler stalled",
+                crate::health::FAULT_STALL_ENV
+            );
             std::future::pending::<()>().await;
         }
         tokio::select! {

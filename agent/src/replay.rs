@@ -7,7 +7,7 @@
 //! "arrive" at their sensor timestamps, so nothing depends on the host's speed.
 
 use crate::config::Config;
-use crate::pipeline::{Assembler, AssembledWindow, FeatureStage};
+use crate::pipeline::{AssembledWindow, Assembler, FeatureStage};
 use crate::source::Ingest;
 use edgewatch_protocol::Decoder;
 use serde::Serialize;

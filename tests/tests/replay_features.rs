@@ -52,7 +52,11 @@ fn a_recording_replays_to_the_same_named_windows_every_time() {
         .arg(&frames)
         .output()
         .unwrap();
-    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
 
     let first = replay(dir.path(), &frames, "a.jsonl");
     let second = replay(dir.path(), &frames, "b.jsonl");

@@ -96,7 +96,11 @@ fn ready_then_regular_watchdog_pings_then_stopping_on_sigterm() {
     let lines = agent.collect(Duration::from_secs(4));
     let log = agent.log();
     let first = lines.first().map(|(_, l)| l.as_str());
-    assert_eq!(first, Some("READY=1"), "first notification; got {lines:?}\n{log}");
+    assert_eq!(
+        first,
+        Some("READY=1"),
+        "first notification; got {lines:?}\n{log}"
+    );
     assert!(
         lines.iter().any(|(_, l)| l.starts_with("STATUS=running")),
         "a STATUS line; got {lines:?}"
@@ -104,12 +108,12 @@ fn ready_then_regular_watchdog_pings_then_stopping_on_sigterm() {
     let p = pings(&lines);
     let ready_at = lines[0].0;
     // 4 s at one ping per 200 ms, minus start-up: at least 10 (15+ expected).
-    assert!(p.len() >= 10, "only {} pings in 4 s: {lines:?}\n{log}", p.len());
-    let max_gap = p
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .max()
-        .unwrap_or_default();
+    assert!(
+        p.len() >= 10,
+        "only {} pings in 4 s: {lines:?}\n{log}",
+        p.len()
+    );
+    let max_gap = p.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
     println!(
         "READY after {ready_at:?}; {} pings, longest gap {max_gap:?} (WATCHDOG_USEC {} ms)",
         p.len(),
@@ -145,7 +149,11 @@ fn a_stalled_pipeline_stops_the_watchdog_pings() {
     // tick, i.e. at ~3.5 s; watch until 7 s so the silence after it spans several intervals.
     let lines = agent.collect(Duration::from_secs(7));
     let log = agent.log();
-    assert_eq!(lines.first().map(|(_, l)| l.as_str()), Some("READY=1"), "{lines:?}\n{log}");
+    assert_eq!(
+        lines.first().map(|(_, l)| l.as_str()),
+        Some("READY=1"),
+        "{lines:?}\n{log}"
+    );
     let stalled_at = lines
         .iter()
         .find(|(_, l)| l.starts_with("STATUS=pipeline stalled"))
@@ -169,6 +177,9 @@ fn a_stalled_pipeline_stops_the_watchdog_pings() {
         Duration::from_secs(7) - stalled_at >= Duration::from_millis(2_000),
         "too little time observed after the stall: {lines:?}"
     );
-    assert!(after.is_empty(), "pings kept coming after the stall: {after:?}\n{log}");
+    assert!(
+        after.is_empty(),
+        "pings kept coming after the stall: {after:?}\n{log}"
+    );
     assert!(log.contains("watchdog pings stopped"), "{log}");
 }
