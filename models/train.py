@@ -136,7 +136,8 @@ class Calibration(CalibrationDataReader):
 def quantise(float_path: Path, out_path: Path, work: Path, calib: np.ndarray, fmt: QuantFormat):
     pre = work / "pre-quant.onnx"
     # skip_optimization: otherwise onnxruntime fuses MatMul+Add into Gemm/QGemm.
-    quant_pre_process(str(float_path), str(pre), skip_optimization=True)
+    # skip_symbolic_shape: the shapes are static; symbolic inference would need sympy.
+    quant_pre_process(str(float_path), str(pre), skip_optimization=True, skip_symbolic_shape=True)
     quantize_static(
         str(pre),
         str(out_path),
@@ -149,6 +150,10 @@ def quantise(float_path: Path, out_path: Path, work: Path, calib: np.ndarray, fm
     )
     model = onnx.load(str(out_path))
     model.ir_version = IR_VERSION
+    # The pre-processing writes intermediate shapes with the symbolic batch; tract, given a
+    # fixed [1, N] input, refuses to unify them ("Sym(batch) with Val(1)"). Its own shape
+    # inference needs none of them.
+    del model.graph.value_info[:]
     onnx.save(model, str(out_path))
 
 

@@ -65,9 +65,9 @@ done
     --out-dir "$MODELS" --work-dir "$WORK" --version "$MODEL_VERSION" "$@"
 
 # tract versus onnxruntime for QDQ and QOperator, and inference time (release build).
-EDGEWATCH_MODEL_CHECK="$WORK/check-manifest.json" \
+EDGEWATCH_MODEL_CHECK="$ROOT/$WORK/check-manifest.json" \
     cargo test --quiet --release -p edgewatch-agent --lib -- --ignored candidate_formats \
-    --nocapture --test-threads 1 | grep '^|' | tee "$WORK/tract-check.md"
+    --nocapture --test-threads 1 | grep "^|" | tee "$WORK/tract-check.md"
 {
     echo
     echo "## Formats in tract (release build, one thread, batch 1)"

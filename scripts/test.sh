@@ -11,22 +11,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
-
-apt_updated=0
-apt_install() {
-  if [ "$apt_updated" -eq 0 ]; then
-    as_root apt-get update -qq
-    apt_updated=1
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
-}
+. scripts/deps.sh
 
 step "checking test dependencies"
 if ! have mosquitto; then
   echo "installing mosquitto (MQTT broker for the integration tests)"
   apt_install mosquitto
+fi
+ensure_build_deps
+# tansu is the Kafka broker the delivery tests start (sqlite storage needs these features).
+if ! have tansu && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+  echo "installing tansu (Kafka-compatible broker for the delivery tests; takes a while)"
+  cargo install tansu --features dynostore,libsql --locked
 fi
 # cargo-fuzz needs nightly compiler flags: use a nightly toolchain when one is installed,
 # otherwise the stable one with RUSTC_BOOTSTRAP=1 (no toolchain download needed).

@@ -88,6 +88,15 @@ pub struct Config {
     /// Alert thresholds and hysteresis.
     #[serde(default)]
     pub alerts: crate::alert::AlertConfig,
+    /// The on-device classifier.
+    #[serde(default)]
+    pub model: crate::model::ModelConfig,
+    /// The durable outbox.
+    #[serde(default)]
+    pub outbox: crate::outbox::OutboxConfig,
+    /// Kafka forwarding; without it records stay in the outbox (up to its cap).
+    #[serde(default)]
+    pub kafka: Option<crate::forward::KafkaConfig>,
 }
 
 /// `[agent]`.
@@ -651,6 +660,10 @@ impl Config {
         for (field, reason) in self.alerts.problems() {
             p.add(format!("alerts.{field}"), reason);
         }
+        if self.model.enabled {
+            p.file_exists(&self.model.manifest, "model.manifest");
+        }
+        p.check(self.model.queue > 0, "model.queue", "must be > 0");
         let pl = &self.pipeline;
         p.check(
             pl.ingest_capacity > 0,
@@ -675,6 +688,10 @@ impl Config {
                 self.metrics.listen
             ),
         );
+        p.0.extend(self.outbox.problems());
+        if let Some(k) = &self.kafka {
+            p.0.extend(k.validate());
+        }
         if p.0.is_empty() {
             Ok(())
         } else {

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use edgewatch_agent::config::Config;
+use edgewatch_agent::model::{Model, ModelSource, Variant};
 use edgewatch_agent::{demo, runtime};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,6 +56,15 @@ enum Cmd {
         /// The CSV to write.
         #[arg(long)]
         out: PathBuf,
+        /// The model's manifest.json (default: the model built into the agent).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Model variant.
+        #[arg(long, value_enum, default_value = "int8")]
+        variant: Variant,
+        /// Judge without a classifier (baseline-free cold start: thresholds and zones only).
+        #[arg(long, conflicts_with_all = ["model"])]
+        no_model: bool,
     },
     /// Run recordings (a folder with index.csv and raw f32 files) through the feature code and
     /// print the envelope peak height at each labelled fault frequency, per class.
@@ -97,12 +107,28 @@ fn init_logging() {
 fn validate(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(c) => {
+            let model = if c.model.enabled {
+                match Model::open(&c.model.source(), c.model.variant) {
+                    Ok(m) => format!("{} ({})", m.version(), m.key()),
+                    Err(e) => {
+                        eprintln!(
+                            "{}: invalid configuration\nmodel.manifest: {} refused: {e}",
+                            path.display(),
+                            c.model.source()
+                        );
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                "off".into()
+            };
             println!(
-                "{}: valid ({} assets, {} serial ports, mqtt {})",
+                "{}: valid ({} assets, {} serial ports, mqtt {}, model {})",
                 path.display(),
                 c.assets.len(),
                 c.serial.len(),
-                if c.mqtt.is_some() { "on" } else { "off" }
+                if c.mqtt.is_some() { "on" } else { "off" },
+                model
             );
             ExitCode::SUCCESS
         }
@@ -122,7 +148,7 @@ async fn run(path: &Path) -> Result<ExitCode> {
         }
     };
     let shutdown = CancellationToken::new();
-    let running = runtime::start(config, shutdown.clone(), |report| {
+    let running = match runtime::start(config, shutdown.clone(), |report| {
         tracing::debug!(
             asset = %report.asset,
             sensor = report.sensor_id,
@@ -133,10 +159,28 @@ async fn run(path: &Path) -> Result<ExitCode> {
             "window"
         );
     })
-    .await?;
+    .await
+    {
+        Ok(r) => r,
+        Err(e) if format!("{e}").starts_with("model.manifest") => {
+            eprintln!("{}: cannot start\n{e:#}", path.display());
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e),
+    };
     tracing::info!("agent running");
     let systemd = edgewatch_agent::notify::spawn(running.health.clone(), shutdown.clone());
-    runtime::termination_signal().await;
+    let model = running.model();
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let terminate = runtime::termination_signal();
+    tokio::pin!(terminate);
+    loop {
+        tokio::select! {
+            _ = &mut terminate => break,
+            _ = hangup.recv() => reload(path, model.as_ref()).await,
+        }
+    }
+    drop(model);
     tracing::info!("shutting down: stopping sources, draining the pipeline");
     systemd.stopping();
     shutdown.cancel();
@@ -149,15 +193,57 @@ async fn run(path: &Path) -> Result<ExitCode> {
     }
 }
 
+/// SIGHUP: reads the configuration again and switches to its `[model]`; a bad file or a
+/// refused model leaves the running model in place. Other sections need a restart.
+async fn reload(path: &Path, model: Option<&edgewatch_agent::model::ModelHandle>) {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: configuration invalid; nothing reloaded");
+            return;
+        }
+    };
+    match model {
+        Some(handle) if config.model.enabled => {
+            // Refusals are logged and counted by reload_model.
+            let _ =
+                runtime::reload_model(handle, config.model.source(), config.model.variant).await;
+        }
+        Some(_) => tracing::warn!("SIGHUP: disabling the model needs a restart"),
+        None => {
+            tracing::warn!("SIGHUP: the agent started without a model; enabling it needs a restart")
+        }
+    }
+}
+
 fn main() -> Result<ExitCode> {
     init_logging();
     let cli = Cli::parse();
     match cli.command {
         Cmd::Validate { config } => return Ok(validate(&config)),
-        Cmd::Eval { data, out } => {
+        Cmd::Eval {
+            data,
+            out,
+            model,
+            variant,
+            no_model,
+        } => {
+            let source = model.map_or(ModelSource::Builtin, ModelSource::File);
+            if !no_model {
+                // Refuse a bad model once, with its reason, before any recording is read.
+                let m = Model::open(&source, variant)?;
+                eprintln!("model: {} ({}) from {source}", m.version(), m.key());
+            }
+            let factory = || -> Option<Box<dyn edgewatch_agent::scoring::Classify>> {
+                if no_model {
+                    return None;
+                }
+                let m = Model::open(&source, variant).ok()?;
+                Some(Box::new(m))
+            };
             let rows = edgewatch_agent::eval::evaluate_dir(
                 &data,
-                &|| None,
+                &factory,
                 &edgewatch_agent::features::FeatureConfig::default(),
                 &edgewatch_agent::alert::AlertConfig::default(),
             )?;

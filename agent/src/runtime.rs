@@ -6,7 +6,9 @@
 
 use crate::config::Config;
 use crate::health::Health;
+use crate::model::{Model, ModelHandle, ModelSource, ModelThread, Variant};
 use crate::pipeline::{self, WindowReport};
+use crate::scoring::Classify;
 use crate::source::{self, IngestSender};
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -27,6 +29,13 @@ pub fn prometheus() -> Result<PrometheusHandle> {
             &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
         )
         .context("histogram buckets")?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Prefix("edgewatch_kafka_".into()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ],
+        )
+        .context("histogram buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
     Ok(HANDLE.get_or_init(|| handle).clone())
@@ -39,7 +48,64 @@ pub struct Running {
     pub health: Arc<Health>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    model: Option<ModelThread>,
     drain: Duration,
+    /// The Kafka forwarder and its stop token: stopped last, after the outbox writer flushed.
+    forwarder: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
+}
+
+/// Loads the configured model and starts its thread; `None` when `[model] enabled = false`.
+pub fn start_model(config: &crate::model::ModelConfig) -> Result<Option<ModelThread>> {
+    if !config.enabled {
+        tracing::info!("no classifier ([model] enabled = false): baseline and thresholds only");
+        return Ok(None);
+    }
+    let source = config.source();
+    let model = Model::open(&source, config.variant)
+        .with_context(|| format!("model.manifest: cannot use {source}"))?;
+    tracing::info!(
+        version = model.version(),
+        variant = model.key(),
+        source = %source,
+        "model loaded"
+    );
+    set_model_info(model.version(), config.variant);
+    Ok(Some(
+        ModelThread::spawn(model, config.queue).context("starting the model thread")?,
+    ))
+}
+
+fn set_model_info(version: &str, variant: Variant) {
+    static CURRENT: std::sync::Mutex<Option<(String, Variant)>> = std::sync::Mutex::new(None);
+    let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((v, k)) = current.take() {
+        metrics::gauge!("edgewatch_model_info", "version" => v, "variant" => k.key()).set(0.0);
+    }
+    metrics::gauge!("edgewatch_model_info", "version" => version.to_string(), "variant" => variant.key())
+        .set(1.0);
+    *current = Some((version.to_string(), variant));
+}
+
+/// Replaces the running model with `variant` from `source`; on refusal the current model keeps
+/// running and the error says why. Counted in `edgewatch_model_reloads_total{result}`.
+pub async fn reload_model(
+    handle: &ModelHandle,
+    source: ModelSource,
+    variant: Variant,
+) -> Result<Arc<str>> {
+    match handle.reload(source.clone(), variant).await {
+        Ok(version) => {
+            metrics::counter!("edgewatch_model_reloads_total", "result" => "ok").increment(1);
+            set_model_info(&version, variant);
+            tracing::info!(version = %version, variant = variant.key(), source = %source, "model reloaded");
+            Ok(version)
+        }
+        Err(e) => {
+            metrics::counter!("edgewatch_model_reloads_total", "result" => "refused").increment(1);
+            tracing::error!(error = %e, source = %source, "new model refused; the current model keeps running");
+            Err(anyhow::Error::new(e).context(format!("model.manifest: {source} refused")))
+        }
+    }
 }
 
 /// Starts everything; reports go to `on_report` on a consumer task.
@@ -51,6 +117,8 @@ pub async fn start(
     let epoch = Instant::now();
     let health = Arc::new(Health::new(epoch));
     let prometheus = prometheus()?;
+    // After the recorder: the model-info gauge is set while loading.
+    let model = start_model(&config.model)?;
     let config = Arc::new(config);
     let mut tasks = Vec::new();
     let mut threads = Vec::new();
@@ -97,29 +165,149 @@ pub async fn start(
     }
     {
         let (c, h) = (config.clone(), health.clone());
+        let classifier = model
+            .as_ref()
+            .map(|m| Box::new(m.handle()) as Box<dyn Classify>);
         threads.push(
             std::thread::Builder::new()
                 .name("features".into())
-                .spawn(move || pipeline::extract_features(&c, window_rx, report_tx, h, None, epoch))
+                .spawn(move || {
+                    pipeline::extract_features(&c, window_rx, report_tx, h, classifier, epoch)
+                })
                 .context("starting the feature thread")?,
         );
     }
+    let (sink, store, writer, forwarder) = start_outbox(&config)?;
+    threads.push(writer);
     let h = health.clone();
+    let summary_ms = (config.outbox.summary_interval_s * 1000.0) as u64;
+    let heartbeat_ms = (config.outbox.heartbeat_interval_s * 1000.0) as u64;
     tasks.push(tokio::spawn(async move {
-        while let Some(report) = report_rx.recv().await {
-            h.report_consumed();
-            on_report(report);
+        let mut sink = sink;
+        let mut tick = tokio::time::interval(Duration::from_millis(summary_ms.clamp(10, 1000)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_heartbeat = heartbeat_ms;
+        let now = || epoch.elapsed().as_millis() as u64;
+        loop {
+            tokio::select! {
+                report = report_rx.recv() => {
+                    let Some(report) = report else { break };
+                    h.report_consumed();
+                    sink.on_report(&report, now()).await;
+                    on_report(report);
+                }
+                _ = tick.tick() => {
+                    sink.poll(now()).await;
+                    if heartbeat_ms > 0 && now() >= next_heartbeat {
+                        next_heartbeat = now() + heartbeat_ms;
+                        sink.heartbeat(&heartbeat(&h, epoch, &*store)).await;
+                    }
+                }
+            }
         }
+        sink.finish().await;
     }));
     Ok(Running {
         health,
         tasks,
         threads,
+        model,
         drain: Duration::from_millis(config.pipeline.drain_timeout_ms),
+        forwarder,
     })
 }
 
+type OutboxParts = (
+    crate::outbox::sink::Sink,
+    Arc<dyn crate::outbox::Outbox>,
+    std::thread::JoinHandle<()>,
+    Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
+);
+
+/// Opens the outbox (moving an unreadable one aside), starts its writer thread and, with a
+/// `[kafka]` section, the forwarder.
+fn start_outbox(config: &Config) -> Result<OutboxParts> {
+    use crate::outbox::{self, Outbox, SledOutbox, sled_store::Opened};
+    let dir = config.outbox.resolved_dir(&config.agent.data_dir);
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let (store, opened) = SledOutbox::open(&dir, config.outbox.max_bytes, outbox::unix_ms() / 1000)
+        .with_context(|| format!("opening the outbox {}", dir.display()))?;
+    match opened {
+        Opened::MovedAside { moved_to, reason } => {
+            metrics::counter!("edgewatch_outbox_moved_aside_total").increment(1);
+            tracing::error!(
+                outbox = %dir.display(),
+                moved_to = %moved_to.display(),
+                %reason,
+                "the outbox could not be opened: moved aside, starting with an empty one"
+            );
+        }
+        Opened::Clean { corrupt_records } => {
+            let d = store.depth();
+            tracing::info!(
+                outbox = %dir.display(),
+                records = d.records,
+                bytes = d.bytes,
+                corrupt_records,
+                "outbox opened"
+            );
+        }
+    }
+    let store: Arc<dyn Outbox> = Arc::new(store);
+    outbox::publish_gauges(&*store, outbox::unix_ms());
+    let (tx, rx) = mpsc::channel(config.outbox.queue_capacity);
+    let flushed = Arc::new(tokio::sync::Notify::new());
+    let writer = outbox::writer::spawn(
+        store.clone(),
+        config.outbox.flush_interval_ms,
+        rx,
+        flushed.clone(),
+        tokio::runtime::Handle::current(),
+    )
+    .context("starting the outbox writer thread")?;
+    let forwarder = config.kafka.clone().map(|k| {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(crate::forward::run(k, store.clone(), flushed, stop.clone()));
+        (task, stop)
+    });
+    if forwarder.is_none() {
+        tracing::info!("no [kafka] section: records are kept in the outbox, not sent");
+    }
+    let summary_ms = (config.outbox.summary_interval_s * 1000.0) as u64;
+    Ok((
+        crate::outbox::sink::Sink::new(config.agent.id.clone(), summary_ms, tx),
+        store,
+        writer,
+        forwarder,
+    ))
+}
+
+fn heartbeat(
+    h: &Health,
+    epoch: Instant,
+    store: &dyn crate::outbox::Outbox,
+) -> crate::outbox::message::Heartbeat {
+    let t = h.throughput();
+    let d = store.depth();
+    crate::outbox::message::Heartbeat {
+        uptime_s: epoch.elapsed().as_secs_f64(),
+        frames_assembled: t.frames_assembled,
+        windows_scored: t.windows_scored,
+        outbox_records: d.records,
+        outbox_bytes: d.bytes,
+        outbox_dropped: crate::outbox::dropped_total(),
+    }
+}
+
 impl Running {
+    /// The model thread, to reload the model while running (`None`: no classifier).
+    pub fn model(&self) -> Option<ModelHandle> {
+        self.model.as_ref().map(ModelThread::handle)
+    }
+
     /// Waits for every stage to finish after the shutdown token was cancelled, at most the
     /// drain timeout. Returns false if the deadline passed first.
     pub async fn join(self) -> bool {
@@ -130,13 +318,22 @@ impl Running {
                 return false;
             }
         }
-        let threads = self.threads;
+        let (threads, model) = (self.threads, self.model);
         let joined = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
             }
+            // The feature thread held the last other handle.
+            if let Some(m) = model {
+                let _ = m.join();
+            }
         });
         let drained = tokio::time::timeout_at(deadline, joined).await.is_ok();
+        if let Some((task, stop)) = self.forwarder {
+            // The writer has flushed: let the forwarder collect its last reports and stop.
+            stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         let t = self.health.throughput();
         tracing::info!(
             frames_assembled = t.frames_assembled,

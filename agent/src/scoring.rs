@@ -113,6 +113,14 @@ impl Scorer {
     ) -> (Assessment, Option<AlertEvent>) {
         let inputs = features.model_inputs();
         let class = self.classifier.as_mut().and_then(|c| c.classify(&inputs));
+        if let Some(c) = &class {
+            metrics::counter!(
+                "edgewatch_windows_classified_total",
+                "model_version" => c.model_version.clone(),
+                "class" => c.class.clone()
+            )
+            .increment(1);
+        }
         let data_dir = self.data_dir.clone();
         let baseline = self.asset_baseline(w.asset);
         let (verdict, learned) = baseline.observe(&inputs, &FEATURE_NAMES, w.end_us);

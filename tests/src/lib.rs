@@ -256,7 +256,7 @@ pub fn metric(text: &str, prefix: &str) -> f64 {
             }
         })
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
+        .fold(0.0, |sum, v| sum + v)
 }
 
 /// A running `agent` process with its own config file and data directory.
@@ -266,22 +266,35 @@ pub struct Agent {
     pub proc: Proc,
     /// Port of its metrics endpoint.
     pub metrics_port: u16,
-    /// Its temp directory (config, data).
-    pub dir: tempfile::TempDir,
+    /// Its directory (config, log, `data/`).
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl Agent {
     /// Writes `config` (which must contain `{metrics}` and `{data_dir}` placeholders) and
-    /// starts `agent run`.
+    /// starts `agent run` in a new temp directory.
     pub fn start(config: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut agent = Self::start_in(config, temp.path());
+        agent._temp = Some(temp);
+        agent
+    }
+
+    /// Like [`Agent::start`] in an existing directory, so a restarted agent finds its data;
+    /// the log is appended to.
+    pub fn start_in(config: &str, dir: &Path) -> Self {
         let metrics_port = free_port();
         let text = config
             .replace("{metrics}", &format!("127.0.0.1:{metrics_port}"))
-            .replace("{data_dir}", &dir.path().join("data").display().to_string());
-        let path = dir.path().join("agent.toml");
+            .replace("{data_dir}", &dir.join("data").display().to_string());
+        let path = dir.join("agent.toml");
         std::fs::write(&path, text).expect("write agent.toml");
-        let log = std::fs::File::create(dir.path().join("agent.log")).expect("create agent.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))
+            .expect("open agent.log");
         let proc = Proc::spawn(
             "agent",
             Command::new(workspace_bin("agent"))
@@ -294,18 +307,20 @@ impl Agent {
         );
         assert!(
             wait_for_port(metrics_port, Duration::from_secs(20)),
-            "the agent's metrics endpoint did not come up"
+            "the agent's metrics endpoint did not come up; its log:\n{}",
+            std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
         );
         Self {
             proc,
             metrics_port,
-            dir,
+            dir: dir.to_path_buf(),
+            _temp: None,
         }
     }
 
     /// What the agent logged so far (stderr).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }
 
     /// The agent's current metrics text.
@@ -374,4 +389,129 @@ pub fn sim_summary(stderr: &str) -> serde_json::Value {
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no JSON summary on stderr:\n{stderr}"));
     serde_json::from_str(line).expect("summary is JSON")
+}
+
+/// How to install the test Kafka broker (`scripts/test.sh` does it).
+pub const TANSU_INSTALL: &str = "cargo install tansu --features dynostore,libsql";
+
+/// The `tansu` binary: on PATH or in cargo's bin directory. Panics (a test failure, never a
+/// skip) with the install command when it is missing.
+pub fn tansu_program() -> PathBuf {
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|c| c.join("bin"));
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(cargo_bin)
+        .map(|d| d.join("tansu"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`tansu` (the test Kafka broker) is not installed: install with: {TANSU_INSTALL} ({SETUP} does this)")
+        })
+}
+
+/// A tansu Kafka broker on a free loopback port with sqlite storage in its own temp directory,
+/// so it can be killed and restarted with its data.
+#[derive(Debug)]
+pub struct Tansu {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    proc: Option<Proc>,
+}
+
+impl Tansu {
+    /// Starts a broker and creates `topics` with `partitions` partitions each.
+    pub fn start(topics: &[&str], partitions: u32) -> Self {
+        let mut t = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            proc: None,
+        };
+        t.launch();
+        for topic in topics {
+            t.create_topic(topic, partitions);
+        }
+        t
+    }
+
+    fn launch(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))
+            .expect("open tansu.log");
+        // A relative sqlite path, resolved in the broker's working directory.
+        let proc = Proc::spawn(
+            "tansu",
+            Command::new(tansu_program())
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .args(["--storage-engine", "sqlite://tansu.db"])
+                .current_dir(self.dir.path())
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log),
+        );
+        self.proc = Some(proc);
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(20)),
+            "tansu did not listen on port {}:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// Creates a topic.
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(tansu_program())
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+            ])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .output()
+            .expect("run tansu topic create");
+        assert!(
+            out.status.success(),
+            "tansu topic create {name} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs the broker.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// The broker's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
+    }
 }

@@ -1,7 +1,9 @@
 //! The agent's sources end to end: a serial device that disappears and returns, and a real
 //! mosquitto restarted mid-stream.
 
-use edgewatch_protocol::{Frame, MAX_SERIAL_LEN};
+mod common;
+
+use common::{sim_frames, write_frames};
 use edgewatch_tests::{Agent, Mosquitto, Proc, metric, pty_pair, sim_summary, workspace_bin};
 use firmware_sim::link::{Injector, LinkFaults, Wire};
 use serialport::{SerialPort, TTYPort};
@@ -9,32 +11,6 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// `n` frames of firmware-sim's `healthy` scenario, starting after `skip` frames.
-fn sim_frames(skip: usize, n: usize) -> Vec<Frame> {
-    let scenario = firmware_sim::physics::scenario::Scenario::builtin("healthy").unwrap();
-    let mut nodes = firmware_sim::nodes_for(&scenario).unwrap();
-    let mut injector = Injector::new(LinkFaults::default(), 1);
-    firmware_sim::driver::collect(&mut nodes, &mut injector, (skip + n) as u64)
-        .into_iter()
-        .skip(skip)
-        .filter_map(|(_, w)| match w {
-            firmware_sim::link::Wire::Frame { raw, .. } => {
-                edgewatch_protocol::decode_frame(&raw).ok()
-            }
-            firmware_sim::link::Wire::Garbage(_) => None,
-        })
-        .collect()
-}
-
-fn write_frames(port: &mut TTYPort, frames: &[Frame]) {
-    let mut buf = vec![0u8; MAX_SERIAL_LEN];
-    for f in frames {
-        let n = f.encode_stuffed(&mut buf).unwrap();
-        port.write_all(&buf[..n]).unwrap();
-    }
-    port.flush().unwrap();
-}
 
 /// A pty pair whose slave is reachable under a stable symlink, like a udev by-id name.
 fn plug(link: &Path) -> (TTYPort, TTYPort) {

@@ -1,0 +1,173 @@
+//! The outbox writer: a dedicated thread that appends records from a bounded channel, flushes
+//! alerts at once and everything else within the flush interval, and wakes the forwarder after
+//! every flush (only flushed records are sent).
+//!
+//! Shutdown: when every sender is dropped, the writer appends what is queued, flushes, and ends.
+
+use super::record::Kind;
+use super::{Outbox, Record, count_drop, publish_gauges, unix_ms};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc};
+
+/// When to flush. Pure: time (ms of any monotonic clock) is an input.
+#[derive(Debug, Clone)]
+pub struct FlushPolicy {
+    interval_ms: u64,
+    dirty_since: Option<u64>,
+}
+
+impl FlushPolicy {
+    /// Flush at most `interval_ms` after the first unflushed change.
+    pub fn new(interval_ms: u64) -> Self {
+        Self {
+            interval_ms,
+            dirty_since: None,
+        }
+    }
+
+    /// Notes an unflushed change at `now`; returns true when it must be flushed at once.
+    pub fn changed(&mut self, kind: Option<Kind>, now: u64) -> bool {
+        self.dirty_since.get_or_insert(now);
+        kind == Some(Kind::Alert) || self.interval_ms == 0
+    }
+
+    /// Whether the oldest unflushed change has waited its interval.
+    pub fn due(&self, now: u64) -> bool {
+        self.dirty_since
+            .is_some_and(|t| now >= t.saturating_add(self.interval_ms))
+    }
+
+    /// How long to wait for input before checking again.
+    pub fn wait_ms(&self, now: u64) -> u64 {
+        match self.dirty_since {
+            Some(t) => t.saturating_add(self.interval_ms).saturating_sub(now),
+            None => self.interval_ms.clamp(10, 250),
+        }
+    }
+
+    /// Notes a completed flush.
+    pub fn flushed(&mut self) {
+        self.dirty_since = None;
+    }
+}
+
+/// Starts the writer thread. `flushed` is notified after every successful flush.
+pub fn spawn(
+    outbox: Arc<dyn Outbox>,
+    flush_interval_ms: u64,
+    mut rx: mpsc::Receiver<Record>,
+    flushed: Arc<Notify>,
+    runtime: tokio::runtime::Handle,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("outbox-writer".into())
+        .spawn(move || {
+            let epoch = Instant::now();
+            let now = || epoch.elapsed().as_millis() as u64;
+            let mut policy = FlushPolicy::new(flush_interval_ms);
+            let mut gauges_at = 0;
+            loop {
+                let wait = Duration::from_millis(policy.wait_ms(now()).max(1));
+                let got = runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
+                let closed = matches!(got, Ok(None));
+                let mut urgent = false;
+                if let Ok(Some(record)) = got {
+                    urgent |= append(&*outbox, &record, &mut policy, now());
+                    // Take whatever else is queued before deciding to flush.
+                    while let Ok(record) = rx.try_recv() {
+                        urgent |= append(&*outbox, &record, &mut policy, now());
+                    }
+                }
+                if outbox.dirty() {
+                    policy.changed(None, now());
+                }
+                if urgent || policy.due(now()) || (closed && outbox.dirty()) {
+                    flush(&*outbox, &mut policy, &flushed);
+                }
+                if closed {
+                    break;
+                }
+                if now() >= gauges_at {
+                    publish_gauges(&*outbox, unix_ms());
+                    gauges_at = now() + 500;
+                }
+            }
+            publish_gauges(&*outbox, unix_ms());
+            tracing::info!(
+                records = outbox.depth().records,
+                "outbox writer flushed and stopped"
+            );
+        })
+}
+
+fn flush(outbox: &dyn Outbox, policy: &mut FlushPolicy, flushed: &Notify) {
+    let started = Instant::now();
+    match outbox.flush() {
+        Ok(()) => {
+            policy.flushed();
+            metrics::histogram!("edgewatch_outbox_flush_seconds")
+                .record(started.elapsed().as_secs_f64());
+            flushed.notify_one();
+        }
+        Err(e) => {
+            metrics::counter!("edgewatch_outbox_errors_total", "op" => "flush").increment(1);
+            tracing::error!(error = %e, "outbox flush failed; retrying");
+        }
+    }
+}
+
+/// Appends one record and counts what happened; true when it must be flushed at once.
+fn append(outbox: &dyn Outbox, record: &Record, policy: &mut FlushPolicy, now: u64) -> bool {
+    match outbox.append(record) {
+        Ok(a) => {
+            for (_, kind) in &a.evicted {
+                count_drop(*kind, "cap_evicted");
+            }
+            if a.seq.is_none() {
+                count_drop(record.kind, "cap_refused");
+                return false;
+            }
+            metrics::counter!("edgewatch_outbox_appended_total", "kind" => record.kind.as_str())
+                .increment(1);
+            policy.changed(Some(record.kind), now)
+        }
+        Err(e) => {
+            count_drop(record.kind, "storage");
+            tracing::error!(error = %e, kind = record.kind.as_str(), "record not stored");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_is_flushed_at_once_and_summaries_wait_for_the_interval() {
+        let mut p = FlushPolicy::new(1000);
+        assert!(!p.changed(Some(Kind::Summary), 100));
+        assert!(!p.due(1099));
+        assert_eq!(p.wait_ms(600), 500);
+        assert!(p.due(1100));
+        assert!(p.changed(Some(Kind::Alert), 1100));
+        p.flushed();
+        assert!(!p.due(5000));
+    }
+
+    #[test]
+    fn a_zero_interval_flushes_every_append() {
+        let mut p = FlushPolicy::new(0);
+        assert!(p.changed(Some(Kind::Summary), 0));
+        assert!(p.changed(Some(Kind::Health), 0));
+    }
+
+    #[test]
+    fn the_oldest_change_sets_the_deadline() {
+        let mut p = FlushPolicy::new(1000);
+        p.changed(None, 0);
+        p.changed(Some(Kind::Summary), 900);
+        assert!(p.due(1000));
+    }
+}
