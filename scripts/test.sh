@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing, then runs the whole suite:
 # formatting, lints, unit/property/integration tests against real brokers, the no_std build
-# of the protocol crate, and a short fuzzing run of the frame decoder.
+# of the protocol crate, a short fuzzing run of the frame decoder, and the deployment checks
+# (scripts/deploy-checks.sh: systemd unit, cross builds run under qemu-user, .deb packages).
 #
 # Usage: scripts/test.sh            (from anywhere inside the repository)
-# Environment: FUZZ_SECONDS (default 60) bounds the fuzzing run.
+# Environment: FUZZ_SECONDS (default 60) bounds the fuzzing run; EDGEWATCH_DEPLOY_TARGETS
+# (default "aarch64 armv7 amd64") picks the cross targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,5 +61,8 @@ if ! (cd protocol && "${fuzz_cargo[@]}" fuzz run decode -- -max_total_time="${FU
 fi
 grep -E '^Done [0-9]+ runs' "$fuzz_log" || tail -n 3 "$fuzz_log"
 rm -f "$fuzz_log"
+
+step "gateway deployment: systemd unit, cross builds, qemu-user runs, .deb packages"
+scripts/deploy-checks.sh
 
 step "all checks passed"

@@ -11,6 +11,18 @@ use std::time::Instant;
 /// How old the assembler's stamp may be before the pipeline counts as stalled.
 pub const STALL_AFTER_MS: u64 = 2_000;
 
+/// Test-only fault injection: when `EDGEWATCH_FAULT_STALL_AFTER_MS` is set, the assembler stops
+/// turning (it awaits forever, as a deadlocked stage would) that many ms after start. Lets the
+/// end-to-end tests check that a stuck pipeline stops the systemd watchdog pings; the unit never
+/// sets it. Shutdown then cannot drain and the agent exits with failure after the deadline.
+pub const FAULT_STALL_ENV: &str = "EDGEWATCH_FAULT_STALL_AFTER_MS";
+
+/// The stall time asked for by [`FAULT_STALL_ENV`], if any.
+pub fn fault_stall_after() -> Option<std::time::Duration> {
+    let ms = std::env::var(FAULT_STALL_ENV).ok()?.trim().parse().ok()?;
+    Some(std::time::Duration::from_millis(ms))
+}
+
 /// Progress stamps of the pipeline stages.
 #[derive(Debug)]
 pub struct Health {

@@ -1,7 +1,7 @@
 //! `agent`: the edgewatch gateway agent.
 #![forbid(unsafe_code)]
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use edgewatch_agent::config::Config;
 use edgewatch_agent::model::{Model, ModelSource, Variant};
@@ -79,6 +79,19 @@ enum Cmd {
     /// Write labelled model-input vectors (simulated machines run through the agent's own
     /// windowing and features) as CSV, for training the classifier (see models/).
     ExportFeatures(edgewatch_agent::training::ExportArgs),
+    /// Run a recorded serial stream (`firmware-sim run --output file`) through the decoder,
+    /// windowing and features offline; write one JSON line of features per window.
+    ReplayFeatures {
+        /// The TOML configuration (assets, window and feature settings).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The recorded frames (COBS between 0x00 delimiters).
+        #[arg(long)]
+        frames: PathBuf,
+        /// The JSON-lines file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn init_logging() {
@@ -156,6 +169,7 @@ async fn run(path: &Path) -> Result<ExitCode> {
         Err(e) => return Err(e),
     };
     tracing::info!("agent running");
+    let systemd = edgewatch_agent::notify::spawn(running.health.clone(), shutdown.clone());
     let model = running.model();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let terminate = runtime::termination_signal();
@@ -168,6 +182,7 @@ async fn run(path: &Path) -> Result<ExitCode> {
     }
     drop(model);
     tracing::info!("shutting down: stopping sources, draining the pipeline");
+    systemd.stopping();
     shutdown.cancel();
     if running.join().await {
         tracing::info!("stopped cleanly");
@@ -241,6 +256,36 @@ fn main() -> Result<ExitCode> {
             eprintln!("{windows} windows written to {}", args.out.display());
             return Ok(ExitCode::SUCCESS);
         }
+        Cmd::ReplayFeatures {
+            config,
+            frames,
+            out,
+        } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{}: invalid configuration\n{e}", config.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let bytes = std::fs::read(&frames)
+                .with_context(|| format!("--frames: cannot read {}", frames.display()))?;
+            let file = std::fs::File::create(&out)
+                .with_context(|| format!("--out: cannot create {}", out.display()))?;
+            let s = edgewatch_agent::replay::replay_features(
+                &cfg,
+                &bytes,
+                std::io::BufWriter::new(file),
+            )?;
+            eprintln!(
+                "{} frames, {} rejected, {} windows written to {}",
+                s.frames,
+                s.rejected,
+                s.windows,
+                out.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         Cmd::EvalFeatures {
             data,
             per_recording,
@@ -284,7 +329,7 @@ fn main() -> Result<ExitCode> {
             }
             Cmd::Validate { config } => Ok(validate(&config)),
             Cmd::EvalFeatures { .. } | Cmd::Eval { .. } => Ok(ExitCode::SUCCESS),
-            Cmd::ExportFeatures(_) => Ok(ExitCode::SUCCESS),
+            Cmd::ExportFeatures(_) | Cmd::ReplayFeatures { .. } => Ok(ExitCode::SUCCESS),
         }
     })
 }

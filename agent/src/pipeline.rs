@@ -415,7 +415,15 @@ pub async fn assemble(
     let mut out = Vec::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stall_after = crate::health::fault_stall_after();
     loop {
+        if stall_after.is_some_and(|t| epoch.elapsed() >= t) {
+            tracing::warn!(
+                "fault injection ({}): assembler stalled",
+                crate::health::FAULT_STALL_ENV
+            );
+            std::future::pending::<()>().await;
+        }
         tokio::select! {
             item = rx.recv() => match item {
                 Some(ingest) => {
