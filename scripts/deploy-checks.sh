@@ -6,7 +6,8 @@
 #     build, and the .deb installed, upgraded, removed and purged in a throwaway root.
 # Every step prints its wall time; the summary lists them with the binary sizes.
 #
-# Environment: EDGEWATCH_DEPLOY_TARGETS (default "aarch64 armv7 amd64"),
+# Environment: EDGEWATCH_DEPLOY_TARGETS (default "aarch64 armv7 amd64"), PROFILE (the cargo
+#   profile of the cross builds, default release-small; scripts/test.sh uses cross-ci),
 #   EDGEWATCH_CROSS_TARGET_DIR (default <target dir>/cross), and what cross/build.sh reads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +51,7 @@ for t in $targets; do
   fi
   # Root (or sudo): dpkg chowns files in the throwaway root.
   timed "package $t: dpkg install/upgrade/remove/purge" \
-    as_root env EDGEWATCH_CROSS_TARGET_DIR="$EDGEWATCH_CROSS_TARGET_DIR" packaging/test-deb.sh "$t"
+    as_root env EDGEWATCH_CROSS_TARGET_DIR="$EDGEWATCH_CROSS_TARGET_DIR" PROFILE="${PROFILE:-release-small}" packaging/test-deb.sh "$t"
 done
 
 printf '\n==> deployment checks: times\n'
