@@ -44,8 +44,10 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "building binaries used by the end-to-end tests"
-cargo build --workspace --bins --locked
+# Binaries and tests in one build: built apart, the binaries lack the dev-dependencies'
+# features, so cargo would compile tract and others twice.
+step "building the binaries the end-to-end tests run, and the tests"
+cargo build --workspace --bins --tests --locked
 
 step "cargo test (unit, property and end-to-end tests)"
 cargo test --workspace --locked

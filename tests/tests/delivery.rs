@@ -330,24 +330,27 @@ fn finish(mut agent: Agent, mut sim: Proc, tansu: &Tansu, test: &str, extra: &st
     f
 }
 
-#[test]
-fn records_produced_while_the_broker_is_down_all_arrive_in_order() {
-    let _one = serial();
-    let mut tansu = Tansu::start(&TOPICS, PARTITIONS);
+/// tansu, mosquitto, the agent forwarding with `kafka_extra`, and the simulator, once the
+/// agent has delivered `delivered` records.
+fn start_loaded(kafka_extra: &str, delivered: f64) -> (Tansu, Mosquitto, Agent, Proc) {
+    let tansu = Tansu::start(&TOPICS, PARTITIONS);
     let mqtt = Mosquitto::start();
-    let config = agent_config(
-        &mqtt.url(),
-        Some(&tansu.bootstrap()),
-        "",
-        "max_in_flight = 50\nreplay_records_per_s = 100",
-    );
+    let config = agent_config(&mqtt.url(), Some(&tansu.bootstrap()), "", kafka_extra);
     let agent = Agent::start(&config);
     let sim = start_sim(&mqtt.url());
     agent
         .wait_metrics(Duration::from_secs(30), |m| {
-            metric(m, "edgewatch_kafka_delivered_total") >= 50.0
+            metric(m, "edgewatch_kafka_delivered_total") >= delivered
         })
         .unwrap_or_else(|m| panic!("nothing delivered:\n{m}\n{}", agent.log()));
+    (tansu, mqtt, agent, sim)
+}
+
+#[test]
+fn records_produced_while_the_broker_is_down_all_arrive_in_order() {
+    let _one = serial();
+    let (mut tansu, _mqtt, agent, sim) =
+        start_loaded("max_in_flight = 50\nreplay_records_per_s = 100", 50.0);
 
     tansu.kill();
     let down = Instant::now();
@@ -558,21 +561,8 @@ fn a_corrupt_outbox_is_moved_aside_and_the_agent_starts_fresh() {
 #[test]
 fn records_in_the_producer_queue_survive_a_broker_restart() {
     let _one = serial();
-    let mut tansu = Tansu::start(&TOPICS, PARTITIONS);
-    let mqtt = Mosquitto::start();
-    let config = agent_config(
-        &mqtt.url(),
-        Some(&tansu.bootstrap()),
-        "",
-        "max_in_flight = 2000\nreplay_records_per_s = 1000",
-    );
-    let agent = Agent::start(&config);
-    let sim = start_sim(&mqtt.url());
-    agent
-        .wait_metrics(Duration::from_secs(30), |m| {
-            metric(m, "edgewatch_kafka_delivered_total") >= 30.0
-        })
-        .unwrap_or_else(|m| panic!("nothing delivered:\n{m}\n{}", agent.log()));
+    let (mut tansu, _mqtt, agent, sim) =
+        start_loaded("max_in_flight = 2000\nreplay_records_per_s = 1000", 30.0);
     tansu.kill();
     let m = agent
         .wait_metrics(Duration::from_secs(20), |m| {

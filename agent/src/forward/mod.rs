@@ -1,7 +1,7 @@
 //! Forwarding the outbox to Kafka.
 //!
 //! A thin async loop around [`window::SendWindow`] (which records are with the producer, where
-//! to resume after a failure), [`pace::Throttle`] (the sending-rate cap) and [`pace::Backoff`].
+//! to resume after a failure), [`pace::Throttle`] (the sending-rate cap) and [`crate::source::Backoff`].
 //! The producer is rdkafka's `FutureProducer` with `enable.idempotence=true` and `acks=all`, so
 //! librdkafka itself retries in order and without duplicates while the connection comes and
 //! goes; the key is the asset id, so each asset's records share a partition and keep their
@@ -28,7 +28,8 @@ pub mod window;
 pub use config::KafkaConfig;
 
 use crate::outbox::{Kind, Outbox, Seq, count_drop};
-use pace::{Backoff, Throttle};
+use crate::source::Backoff;
+use pace::Throttle;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -136,7 +137,7 @@ pub async fn run(
                 Ok(p) => producer = Some(p),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot create the Kafka producer; retrying");
-                    let wait = backoff.next_ms(rand::random());
+                    let wait = backoff.next_delay_ms(rand::random());
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_millis(wait)) => continue,
@@ -184,17 +185,15 @@ pub async fn run(
                         key: SEQ_HEADER,
                         value: Some(&seq_bytes[..]),
                     }));
+                let sent = Sent {
+                    kind: record.kind,
+                    at: Instant::now(),
+                    created_unix_ms: record.created_unix_ms,
+                    bytes: record.payload.len() as u64,
+                };
                 match p.send_result(fr) {
                     Ok(delivery) => {
-                        window.sent(
-                            seq,
-                            Sent {
-                                kind: record.kind,
-                                at: Instant::now(),
-                                created_unix_ms: record.created_unix_ms,
-                                bytes: record.payload.len() as u64,
-                            },
-                        );
+                        window.sent(seq, sent);
                         reports.spawn(async move {
                             let r = match delivery.await {
                                 Ok(Ok(_)) => Ok(()),
@@ -214,15 +213,7 @@ pub async fn run(
                     Err((e, _)) => {
                         tracing::warn!(seq, error = %e, "the producer refused a record");
                         metrics::counter!("edgewatch_kafka_retries_total").increment(1);
-                        window.sent(
-                            seq,
-                            Sent {
-                                kind: record.kind,
-                                at: Instant::now(),
-                                created_unix_ms: record.created_unix_ms,
-                                bytes: record.payload.len() as u64,
-                            },
-                        );
+                        window.sent(seq, sent);
                         window.failed(seq);
                         blocked = true;
                         break;
@@ -236,7 +227,7 @@ pub async fn run(
         metrics::gauge!("edgewatch_kafka_in_flight").set(window.in_flight() as f64);
         if let Some(from) = window.settle(now_ms(), 0) {
             let fatal = p.client().fatal_error();
-            let wait = backoff.next_ms(rand::random());
+            let wait = backoff.next_delay_ms(rand::random());
             if let Some((code, reason)) = fatal {
                 tracing::error!(?code, %reason, "fatal producer error: recreating the producer and resending from the outbox");
                 recreate = true;

@@ -1,44 +1,5 @@
-//! Retry backoff and the sending-rate cap. Pure: time (ms) and jitter are inputs.
-
-/// Exponential backoff with jitter between `min_ms` and `max_ms`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min_ms: u64,
-    max_ms: u64,
-    attempt: u32,
-}
-
-impl Backoff {
-    /// A backoff starting at `min_ms`, doubling up to `max_ms`.
-    pub fn new(min_ms: u64, max_ms: u64) -> Self {
-        Self {
-            min_ms: min_ms.max(1),
-            max_ms: max_ms.max(min_ms.max(1)),
-            attempt: 0,
-        }
-    }
-
-    /// The next wait; `jitter` in [0, 1) picks it between half and all of the nominal delay.
-    pub fn next_ms(&mut self, jitter: f64) -> u64 {
-        let nominal = self
-            .min_ms
-            .saturating_mul(1u64 << self.attempt.min(32))
-            .min(self.max_ms);
-        self.attempt = self.attempt.saturating_add(1);
-        let j = jitter.clamp(0.0, 1.0);
-        ((nominal as f64) * (0.5 + 0.5 * j)).round().max(1.0) as u64
-    }
-
-    /// Failures since the last success.
-    pub fn attempts(&self) -> u32 {
-        self.attempt
-    }
-
-    /// After a success.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
+//! The sending-rate cap. Pure: time (ms) is an input. (Retry backoff: [`crate::source::Backoff`],
+//! shared with the sources' reconnects.)
 
 /// Token buckets on records/s and bytes/s, each holding at most one second of its rate.
 #[derive(Debug, Clone)]
@@ -102,24 +63,6 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_backoff_doubles_up_to_its_maximum_and_resets() {
-        let mut b = Backoff::new(100, 1000);
-        let waits: Vec<_> = (0..6).map(|_| b.next_ms(1.0)).collect();
-        assert_eq!(waits, vec![100, 200, 400, 800, 1000, 1000]);
-        b.reset();
-        assert_eq!(b.next_ms(0.0), 50);
-    }
-
-    #[test]
-    fn the_backoff_never_overflows() {
-        let mut b = Backoff::new(1, u64::MAX);
-        for _ in 0..200 {
-            b.next_ms(0.5);
-        }
-        assert!(b.attempts() >= 200);
-    }
 
     #[test]
     fn the_record_rate_holds_over_a_simulated_minute() {
