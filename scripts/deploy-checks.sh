@@ -43,7 +43,7 @@ fi
 timed "systemd unit: verify + security" systemd/check.sh "$target_dir/debug/agent"
 sizes=()
 for t in $targets; do
-  timed "cross build $t (release-small)" \
+  timed "cross build $t (${PROFILE:-release-small})" \
     bash -o pipefail -c 'cross/build.sh "$0" 2>&1 | tee "$1"' "$t" "$target_dir/cross-build-$t.log"
   sizes+=("$(grep '^sizes:' "$target_dir/cross-build-$t.log" | tail -n1)")
   if [ "$t" != amd64 ]; then
