@@ -208,15 +208,18 @@ impl Outbox for SledOutbox {
             Admit::Store { evict } => evict,
         };
         let seq = s.next;
-        let mut batch = sled::Batch::default();
-        for (victim, _) in &evict {
-            batch.remove(victim.to_be_bytes().to_vec());
-        }
-        batch.insert(seq.to_be_bytes().to_vec(), value.as_slice());
-        self.records.apply_batch(batch).map_err(storage)?;
-        self.meta
-            .insert(NEXT_SEQ, (seq + 1).to_be_bytes().to_vec())
+        // Single-key operations, not a `sled::Batch`: sled writes and syncs its log buffer
+        // twice for every batch (to pin the batch's recovery point), which made every append
+        // and every delete a separate disk write (13 disk bytes per forwarded byte, end to end).
+        // Nothing here needs a batch's atomicity: the new record goes in first, so a crash
+        // between it and the evictions leaves the outbox briefly over its cap, never short of a
+        // record it has not forwarded. The high-water mark is written by `flush`.
+        self.records
+            .insert(seq.to_be_bytes(), value.as_slice())
             .map_err(storage)?;
+        for (victim, _) in &evict {
+            self.records.remove(victim.to_be_bytes()).map_err(storage)?;
+        }
         for (victim, _) in &evict {
             s.ledger.remove(*victim);
         }
@@ -267,12 +270,10 @@ impl Outbox for SledOutbox {
 
     fn delete(&self, seqs: &[Seq]) -> Result<(), OutboxError> {
         let mut s = self.state.lock().expect("outbox lock");
-        let mut batch = sled::Batch::default();
+        // One by one (see `append` on batches): each delete stands alone; a crash that keeps a
+        // deleted record only sends it again.
         for seq in seqs {
-            batch.remove(seq.to_be_bytes().to_vec());
-        }
-        self.records.apply_batch(batch).map_err(storage)?;
-        for seq in seqs {
+            self.records.remove(seq.to_be_bytes()).map_err(storage)?;
             s.ledger.remove(*seq);
         }
         self.dirty.store(true, Ordering::Release);
@@ -282,7 +283,14 @@ impl Outbox for SledOutbox {
     fn flush(&self) -> Result<(), OutboxError> {
         let upto = self.state.lock().expect("outbox lock").next;
         self.dirty.store(false, Ordering::Release);
-        if let Err(e) = self.db.flush() {
+        // The high-water mark goes with the flush that makes records up to it durable. sled
+        // recovers a prefix of its log, and the scan at open takes the larger of the last
+        // stored sequence + 1 and the mark, so a mark older than the records is harmless.
+        let stored = self
+            .meta
+            .insert(NEXT_SEQ, upto.to_be_bytes().to_vec())
+            .map(|_| ());
+        if let Err(e) = stored.and_then(|()| self.db.flush().map(|_| ())) {
             self.dirty.store(true, Ordering::Release);
             return Err(storage(e));
         }
