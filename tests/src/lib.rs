@@ -156,8 +156,118 @@ impl Drop for Proc {
 pub struct Mosquitto {
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// A second listener with TLS and client certificates, when started with [`Mosquitto::start_tls`].
+    pub tls: Option<MqttTls>,
     dir: tempfile::TempDir,
     proc: Option<Proc>,
+}
+
+/// The TLS listener of a [`Mosquitto`]: its port and the PEM files a client needs.
+#[derive(Debug, Clone)]
+pub struct MqttTls {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The CA that signed the broker's and the client's certificates.
+    pub ca_file: PathBuf,
+    /// A client certificate the broker accepts, and its key.
+    pub cert_file: PathBuf,
+    /// The client certificate's key.
+    pub key_file: PathBuf,
+    /// A CA that signed nothing here: a client trusting only it must refuse the broker.
+    pub other_ca_file: PathBuf,
+}
+
+/// Makes a CA, a server certificate for `localhost`/127.0.0.1 and a client certificate in
+/// `dir` with the `openssl` command.
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf, PathBuf, PathBuf) {
+    let openssl = find_program("openssl", "apt-get install openssl");
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ca = |name: &str| {
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    };
+    ca("test-ca");
+    ca("other-ca");
+    let leaf = |name: &str, ext: &str| {
+        run(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        std::fs::write(dir.join(format!("{name}.ext")), ext).expect("write extensions");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "test-ca.pem",
+            "-CAkey",
+            "test-ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    };
+    leaf(
+        "server",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    leaf("client", "extendedKeyUsage=clientAuth\n");
+    // mosquitto drops to its own user when started as root: it must read these.
+    use std::os::unix::fs::PermissionsExt;
+    for f in std::fs::read_dir(dir).expect("list the certificates") {
+        let f = f.expect("entry").path();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let p = |f: &str| dir.join(f);
+    (
+        p("test-ca.pem"),
+        p("server.pem"),
+        p("server.key"),
+        p("client.pem"),
+        p("client.key"),
+        p("other-ca.pem"),
+    )
 }
 
 impl Mosquitto {
@@ -171,6 +281,31 @@ impl Mosquitto {
             .expect("chmod the broker's directory");
         let mut m = Self {
             port: free_port(),
+            tls: None,
+            dir,
+            proc: None,
+        };
+        m.launch();
+        m
+    }
+
+    /// Starts a broker with the plain listener and a second one that speaks only TLS and
+    /// requires a client certificate signed by the test CA.
+    pub fn start_tls() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod the broker's directory");
+        let (ca_file, _, _, cert_file, key_file, other_ca_file) = make_certificates(dir.path());
+        let mut m = Self {
+            port: free_port(),
+            tls: Some(MqttTls {
+                port: free_port(),
+                ca_file,
+                cert_file,
+                key_file,
+                other_ca_file,
+            }),
             dir,
             proc: None,
         };
@@ -192,6 +327,21 @@ impl Mosquitto {
             ),
         )
         .expect("write mosquitto.conf");
+        if let Some(tls) = &self.tls {
+            let d = self.dir.path().display();
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&conf)
+                .expect("open mosquitto.conf");
+            use std::io::Write;
+            write!(
+                f,
+                "listener {port} 127.0.0.1\ncafile {d}/test-ca.pem\ncertfile {d}/server.pem\n\
+                 keyfile {d}/server.key\nrequire_certificate true\n",
+                port = tls.port
+            )
+            .expect("write the TLS listener");
+        }
         let proc = Proc::spawn(
             "mosquitto",
             Command::new(bin)
@@ -201,11 +351,12 @@ impl Mosquitto {
                 .stderr(Stdio::null()),
         );
         self.proc = Some(proc);
-        assert!(
-            wait_for_port(self.port, Duration::from_secs(10)),
-            "mosquitto did not listen on port {}",
-            self.port
-        );
+        for port in std::iter::once(self.port).chain(self.tls.as_ref().map(|t| t.port)) {
+            assert!(
+                wait_for_port(port, Duration::from_secs(10)),
+                "mosquitto did not listen on port {port}"
+            );
+        }
     }
 
     /// `mqtt://127.0.0.1:PORT`.

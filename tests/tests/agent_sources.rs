@@ -210,3 +210,72 @@ fn malformed_input_is_counted_per_source_and_never_stops_it() {
     assert_eq!(health["status"], "ok");
     assert!(health["windows_scored"].as_u64().unwrap() > 0, "{body}");
 }
+
+/// `mqtts://` with a client certificate against mosquitto's TLS listener: frames flow. An agent
+/// that trusts another CA refuses the broker, says why, and receives nothing.
+#[test]
+fn the_mqtt_source_speaks_tls_with_a_client_certificate_and_refuses_an_unknown_ca() {
+    let broker = Mosquitto::start_tls();
+    let tls = broker.tls.clone().unwrap();
+    let config = |client_id: &str, ca: &Path| {
+        format!(
+            "[agent]\ndata_dir = \"{{data_dir}}\"\n[metrics]\nlisten = \"{{metrics}}\"\n\
+             [mqtt]\nurl = \"mqtts://localhost:{port}\"\nclient_id = \"{client_id}\"\nqos = 1\n\
+             ca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\
+             reconnect_min_ms = 100\nreconnect_max_ms = 500\n{ASSET}",
+            port = tls.port,
+            ca = ca.display(),
+            cert = tls.cert_file.display(),
+            key = tls.key_file.display(),
+        )
+    };
+    let trusted = Agent::start(&config("agent-tls", &tls.ca_file));
+    let wrong_ca = Agent::start(&config("agent-wrong-ca", &tls.other_ca_file));
+    trusted
+        .wait_metrics(Duration::from_secs(10), |m| {
+            metric(m, "edgewatch_source_connected") == 1.0
+        })
+        .unwrap_or_else(|m| {
+            panic!(
+                "the agent did not connect over TLS:\n{m}\n{}",
+                trusted.log()
+            )
+        });
+    // The simulator publishes on the plain listener; the agent reads over TLS.
+    let mut sim = Proc::spawn(
+        "firmware-sim",
+        Command::new(workspace_bin("firmware-sim"))
+            .args([
+                "run",
+                "--scenario",
+                "healthy",
+                "--output",
+                "mqtt",
+                "--mqtt-url",
+            ])
+            .arg(broker.url())
+            .args(["--mqtt-client-id", "sim-tls-test", "--duration-s", "3"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let status = sim.wait_exit(Duration::from_secs(60));
+    let stderr = sim.stderr_text();
+    assert!(status.success(), "simulator failed:\n{stderr}");
+    let sent = sim_summary(&stderr)["frames_generated"].as_f64().unwrap();
+    assert!(sent > 50.0, "the simulator sent frames: {sent}");
+    let m = trusted
+        .wait_metrics(Duration::from_secs(30), |m| {
+            metric(m, "edgewatch_frames_received_total") >= sent
+        })
+        .unwrap_or_else(|m| panic!("not every frame arrived over TLS ({sent} sent):\n{m}"));
+    assert_eq!(metric(&m, "edgewatch_frames_received_total"), sent);
+
+    let m = wrong_ca.metrics();
+    assert_eq!(metric(&m, "edgewatch_source_connected"), 0.0, "{m}");
+    assert_eq!(metric(&m, "edgewatch_frames_received_total"), 0.0, "{m}");
+    let log = wrong_ca.log();
+    assert!(
+        log.to_lowercase().contains("certificate"),
+        "the refusal names the certificate problem:\n{log}"
+    );
+}
