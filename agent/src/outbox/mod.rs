@@ -88,7 +88,9 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     fn delete(&self, seqs: &[Seq]) -> Result<(), OutboxError>;
     /// Makes every append and delete so far durable; moves the durable watermark.
     fn flush(&self) -> Result<(), OutboxError>;
-    /// Whether anything changed since the last flush.
+    /// Whether an append since the last flush waits for one. Deletes of acknowledged records
+    /// do not ask for a flush of their own: they become durable with the next one (a crash
+    /// before it only sends those records again), which halves the outbox's disk writes.
     fn dirty(&self) -> bool;
     /// Records and bytes held.
     fn depth(&self) -> Depth;
@@ -211,7 +213,6 @@ impl Outbox for MemoryOutbox {
         for seq in seqs {
             if s.records.remove(seq).is_some() {
                 s.ledger.remove(*seq);
-                s.dirty = true;
             }
         }
         Ok(())

@@ -276,7 +276,7 @@ impl Outbox for SledOutbox {
             self.records.remove(seq.to_be_bytes()).map_err(storage)?;
             s.ledger.remove(*seq);
         }
-        self.dirty.store(true, Ordering::Release);
+        // Not `dirty`: see `Outbox::dirty`.
         Ok(())
     }
 

@@ -2,7 +2,8 @@
 //! alerts at once and everything else within the flush interval, and wakes the forwarder after
 //! every flush (only flushed records are sent).
 //!
-//! Shutdown: when every sender is dropped, the writer appends what is queued, flushes, and ends.
+//! Shutdown: when every sender is dropped, the writer appends what is queued, flushes (deletes
+//! included, so a clean restart sends nothing twice), and ends.
 
 use super::record::Kind;
 use super::{Outbox, Record, count_drop, publish_gauges, unix_ms};
@@ -82,7 +83,7 @@ pub fn spawn(
                 if outbox.dirty() {
                     policy.changed(None, now());
                 }
-                if urgent || policy.due(now()) || (closed && outbox.dirty()) {
+                if urgent || policy.due(now()) || closed {
                     flush(&*outbox, &mut policy, &flushed);
                 }
                 if closed {
