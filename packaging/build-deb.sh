@@ -4,7 +4,8 @@
 #
 # Usage: packaging/build-deb.sh aarch64|armv7|amd64 [OUT_DIR]
 # Environment: EDGEWATCH_CROSS_TARGET_DIR, PROFILE (as cross/build.sh), VERSION (default: the
-# workspace version). Prints the path of the .deb as its last line.
+# workspace version), EDGEWATCH_DEB_BIN (the agent binary to package instead of the cross
+# build's; scripts/deploy-checks.sh uses it for the amd64 package check in CI). Prints the path of the .deb as its last line.
 #
 # Contents: /usr/bin/agent, /etc/edgewatch/agent.toml (conffile, from
 # configs/raspberry-pi.toml), /lib/systemd/system/edgewatch-agent.service,
@@ -21,7 +22,7 @@ case "$target" in
   amd64) triple=x86_64-unknown-linux-gnu; debarch=amd64 ;;
   *) echo "unknown target '$target': expected aarch64, armv7 or amd64" >&2; exit 2 ;;
 esac
-bin=${EDGEWATCH_CROSS_TARGET_DIR:-$repo/target/cross}/$triple/$profile/agent
+bin=${EDGEWATCH_DEB_BIN:-${EDGEWATCH_CROSS_TARGET_DIR:-$repo/target/cross}/$triple/$profile/agent}
 [ -x "$bin" ] || { echo "$bin is missing: run cross/build.sh $target first" >&2; exit 1; }
 version=${VERSION:-$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)}
 

@@ -6,7 +6,9 @@
 #     build, and the .deb installed, upgraded, removed and purged in a throwaway root.
 # Every step prints its wall time; the summary lists them with the binary sizes.
 #
-# Environment: EDGEWATCH_DEPLOY_TARGETS (default "aarch64 armv7 amd64"), PROFILE (the cargo
+# Environment: EDGEWATCH_DEPLOY_TARGETS (default "aarch64 armv7 amd64"),
+#   EDGEWATCH_DEPLOY_NATIVE_PACKAGE=1 (also check the amd64 package made from the native debug
+#   build, stripped: what CI does instead of an amd64 cross build), PROFILE (the cargo
 #   profile of the cross builds, default release-small; scripts/test.sh uses cross-ci),
 #   EDGEWATCH_CROSS_TARGET_DIR (default <target dir>/cross), and what cross/build.sh reads.
 set -euo pipefail
@@ -53,6 +55,17 @@ for t in $targets; do
   timed "package $t: dpkg install/upgrade/remove/purge" \
     as_root env EDGEWATCH_CROSS_TARGET_DIR="$EDGEWATCH_CROSS_TARGET_DIR" PROFILE="${PROFILE:-release-small}" packaging/test-deb.sh "$t"
 done
+
+# The amd64 package from the native build the tests already made (stripped), instead of a third
+# cross build: CI checks the packaging on every change in minutes; the release .deb for amd64
+# comes from `cross/build.sh amd64` like the others.
+if [ -n "${EDGEWATCH_DEPLOY_NATIVE_PACKAGE:-}" ]; then
+  native_bin=$target_dir/deb-native/agent
+  mkdir -p "$(dirname "$native_bin")"
+  strip -o "$native_bin" "$target_dir/debug/agent"
+  timed "package amd64 (native test build): dpkg install/upgrade/remove/purge" \
+    as_root env EDGEWATCH_DEB_BIN="$native_bin" packaging/test-deb.sh amd64
+fi
 
 printf '\n==> deployment checks: times\n'
 printf '%s\n' "${summary[@]}"

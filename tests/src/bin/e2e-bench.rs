@@ -271,9 +271,12 @@ fn main() {
         100.0 * (cpu1 - cpu0) / dt
     );
     println!(
-        "RSS                 {:.1} MB now, {:.1} MB peak",
+        "RSS                 {:.1} MB now, {:.1} MB peak ({:.1} MB anonymous: heap and stacks; \
+         {:.1} MB file: the mapped binary and libraries)",
         mb(status_kb(pid, "VmRSS:")),
-        mb(status_kb(pid, "VmHWM:"))
+        mb(status_kb(pid, "VmHWM:")),
+        mb(status_kb(pid, "RssAnon:")),
+        mb(status_kb(pid, "RssFile:"))
     );
     println!(
         "forwarded           {recs:.0} records, {fwd:.0} bytes ({:.0} B/s)",
