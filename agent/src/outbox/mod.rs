@@ -90,7 +90,7 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     fn flush(&self) -> Result<(), OutboxError>;
     /// Whether an append since the last flush waits for one. Deletes of acknowledged records
     /// do not ask for a flush of their own: they become durable with the next one (a crash
-    /// before it only sends those records again), which halves the outbox's disk writes.
+    /// before it only sends those records again), which saves disk writes.
     fn dirty(&self) -> bool;
     /// Records and bytes held.
     fn depth(&self) -> Depth;
