@@ -151,6 +151,28 @@ impl Drop for Proc {
     }
 }
 
+/// Starts `firmware-sim` streaming the healthy scenario to the MQTT broker at `url` for
+/// `duration_s` seconds, in real time; its stderr (with the closing summary) is piped.
+pub fn sim_to_mqtt(url: &str, client_id: &str, duration_s: u32) -> Proc {
+    Proc::spawn(
+        "firmware-sim",
+        Command::new(workspace_bin("firmware-sim"))
+            .args([
+                "run",
+                "--scenario",
+                "healthy",
+                "--output",
+                "mqtt",
+                "--mqtt-url",
+                url,
+            ])
+            .args(["--mqtt-client-id", client_id, "--duration-s"])
+            .arg(duration_s.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+}
+
 /// A mosquitto broker on a free loopback port, with its own config and persistence directory.
 #[derive(Debug)]
 pub struct Mosquitto {

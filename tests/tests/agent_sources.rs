@@ -1,15 +1,14 @@
 //! The agent's sources end to end: a serial device that disappears and returns, and a real
-//! mosquitto restarted mid-stream.
+//! mosquitto restarted mid-stream, and MQTT over TLS with client certificates.
 
 mod common;
 
 use common::{sim_frames, write_frames};
-use edgewatch_tests::{Agent, Mosquitto, Proc, metric, pty_pair, sim_summary, workspace_bin};
+use edgewatch_tests::{Agent, Mosquitto, metric, pty_pair, sim_summary, sim_to_mqtt};
 use firmware_sim::link::{Injector, LinkFaults, Wire};
 use serialport::{SerialPort, TTYPort};
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// A pty pair whose slave is reachable under a stable symlink, like a udev by-id name.
@@ -91,22 +90,7 @@ fn no_frame_is_lost_when_mosquitto_restarts_mid_stream() {
         })
         .unwrap_or_else(|m| panic!("the agent did not connect:\n{m}"));
     // About 26 frames a second for 12 s, in real time, so the restart falls mid-stream.
-    let mut sim = Proc::spawn(
-        "firmware-sim",
-        Command::new(workspace_bin("firmware-sim"))
-            .args([
-                "run",
-                "--scenario",
-                "healthy",
-                "--output",
-                "mqtt",
-                "--mqtt-url",
-            ])
-            .arg(broker.url())
-            .args(["--mqtt-client-id", "sim-restart-test", "--duration-s", "12"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
+    let mut sim = sim_to_mqtt(&broker.url(), "sim-restart-test", 12);
     std::thread::sleep(Duration::from_secs(4));
     let before = metric(&agent.metrics(), "edgewatch_frames_received_total");
     assert!(before > 50.0, "frames flowed before the restart: {before}");
@@ -242,22 +226,7 @@ fn the_mqtt_source_speaks_tls_with_a_client_certificate_and_refuses_an_unknown_c
             )
         });
     // The simulator publishes on the plain listener; the agent reads over TLS.
-    let mut sim = Proc::spawn(
-        "firmware-sim",
-        Command::new(workspace_bin("firmware-sim"))
-            .args([
-                "run",
-                "--scenario",
-                "healthy",
-                "--output",
-                "mqtt",
-                "--mqtt-url",
-            ])
-            .arg(broker.url())
-            .args(["--mqtt-client-id", "sim-tls-test", "--duration-s", "3"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
+    let mut sim = sim_to_mqtt(&broker.url(), "sim-tls-test", 3);
     let status = sim.wait_exit(Duration::from_secs(60));
     let stderr = sim.stderr_text();
     assert!(status.success(), "simulator failed:\n{stderr}");
