@@ -155,10 +155,17 @@ impl Output {
                 port.flush()?;
                 // Closing a pty master hangs up the line and discards what the receiver has not
                 // read yet: wait (at most `timeout`) until the receiver has taken everything.
+                // The kernel moves written bytes to the receiving side asynchronously, so both
+                // queues can read empty while the last bytes are in between: the line must stay
+                // empty for a while, not be empty once.
                 if let Some(slave) = slave {
                     let deadline = Instant::now() + timeout;
-                    while slave.bytes_to_read().unwrap_or(0) > 0 && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(10));
+                    let mut quiet = 0;
+                    while quiet < 5 && Instant::now() < deadline {
+                        let pending =
+                            slave.bytes_to_read().unwrap_or(0) + port.bytes_to_write().unwrap_or(0);
+                        quiet = if pending == 0 { quiet + 1 } else { 0 };
+                        std::thread::sleep(Duration::from_millis(20));
                     }
                 }
                 Ok(())

@@ -98,7 +98,19 @@ fn every_frame_crosses_a_real_pty_and_garbage_is_skipped_and_counted() {
     assert!(status.success(), "simulator failed: {stderr}");
     let s = sim_summary(&stderr);
     assert_eq!(count(&s, &["frames_generated"]), 3000);
-    assert_eq!(frames.len() as u64, count(&s, &["injection", "frames_out"]));
+    assert_eq!(
+        frames.len() as u64,
+        count(&s, &["injection", "frames_out"]),
+        "frames decoded vs sent; first and last decoded: {:?} .. {:?}, decode errors {errors}, \
+         garbage chunks {}, summary {s}",
+        frames
+            .first()
+            .map(|f| (f.header.sensor_id, f.header.sequence)),
+        frames
+            .last()
+            .map(|f| (f.header.sensor_id, f.header.sequence)),
+        count(&s, &["injection", "garbage_chunks"]),
+    );
     assert_eq!(frames.len(), 3000, "no frame may be lost on the pty");
     let garbage = count(&s, &["injection", "garbage_chunks"]);
     assert!(garbage > 50, "the test must inject garbage: {garbage}");
