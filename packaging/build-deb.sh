@@ -5,7 +5,8 @@
 # Usage: packaging/build-deb.sh aarch64|armv7|amd64 [OUT_DIR]
 # Environment: EDGEWATCH_CROSS_TARGET_DIR, PROFILE (as cross/build.sh), VERSION (default: the
 # workspace version), EDGEWATCH_DEB_BIN (the agent binary to package instead of the cross
-# build's; scripts/deploy-checks.sh uses it for the amd64 package check in CI). Prints the path of the .deb as its last line.
+# build's; scripts/deploy-checks.sh uses it for the amd64 package check in CI). Prints the path
+# of the .deb as its last line.
 #
 # Contents: /usr/bin/agent, /etc/edgewatch/agent.toml (conffile, from
 # configs/raspberry-pi.toml), /lib/systemd/system/edgewatch-agent.service,

@@ -199,9 +199,9 @@ pub struct MqttTls {
     pub other_ca_file: PathBuf,
 }
 
-/// Makes a CA, a server certificate for `localhost`/127.0.0.1 and a client certificate in
-/// `dir` with the `openssl` command.
-fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf, PathBuf, PathBuf) {
+/// Makes a CA, a server certificate for `localhost`/127.0.0.1 (`server.pem`, `server.key`), a
+/// client certificate and an unrelated CA in `dir` with the `openssl` command.
+fn make_certificates(dir: &Path, port: u16) -> MqttTls {
     let openssl = find_program("openssl", "apt-get install openssl");
     let run = |args: &[&str]| {
         let out = Command::new(&openssl)
@@ -281,53 +281,38 @@ fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf, PathBuf
         let f = f.expect("entry").path();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     }
-    let p = |f: &str| dir.join(f);
-    (
-        p("test-ca.pem"),
-        p("server.pem"),
-        p("server.key"),
-        p("client.pem"),
-        p("client.key"),
-        p("other-ca.pem"),
-    )
+    MqttTls {
+        port,
+        ca_file: dir.join("test-ca.pem"),
+        cert_file: dir.join("client.pem"),
+        key_file: dir.join("client.key"),
+        other_ca_file: dir.join("other-ca.pem"),
+    }
 }
 
 impl Mosquitto {
     /// Starts a broker with persistence on (so a restart keeps persistent sessions and queued
     /// QoS 1 messages).
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        // mosquitto started as root drops to its own user: let it write its persistence file.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
-            .expect("chmod the broker's directory");
-        let mut m = Self {
-            port: free_port(),
-            tls: None,
-            dir,
-            proc: None,
-        };
-        m.launch();
-        m
+        Self::start_with(false)
     }
 
     /// Starts a broker with the plain listener and a second one that speaks only TLS and
     /// requires a client certificate signed by the test CA.
     pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        // mosquitto started as root drops to its own user: let it write its persistence file.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
             .expect("chmod the broker's directory");
-        let (ca_file, _, _, cert_file, key_file, other_ca_file) = make_certificates(dir.path());
+        let tls = tls.then(|| make_certificates(dir.path(), free_port()));
         let mut m = Self {
             port: free_port(),
-            tls: Some(MqttTls {
-                port: free_port(),
-                ca_file,
-                cert_file,
-                key_file,
-                other_ca_file,
-            }),
+            tls,
             dir,
             proc: None,
         };

@@ -1,7 +1,8 @@
 //! Forwarding the outbox to Kafka.
 //!
 //! A thin async loop around [`window::SendWindow`] (which records are with the producer, where
-//! to resume after a failure), [`pace::Throttle`] (the sending-rate cap) and [`crate::source::Backoff`].
+//! to resume after a failure), [`pace::Throttle`] (the sending-rate cap) and
+//! [`crate::source::Backoff`].
 //! The producer is rdkafka's `FutureProducer` with `enable.idempotence=true` and `acks=all`, so
 //! librdkafka itself retries in order and without duplicates while the connection comes and
 //! goes; the key is the asset id, so each asset's records share a partition and keep their

@@ -286,11 +286,11 @@ impl Outbox for SledOutbox {
         // The high-water mark goes with the flush that makes records up to it durable. sled
         // recovers a prefix of its log, and the scan at open takes the larger of the last
         // stored sequence + 1 and the mark, so a mark older than the records is harmless.
-        let stored = self
+        let flushed = self
             .meta
             .insert(NEXT_SEQ, upto.to_be_bytes().to_vec())
-            .map(|_| ());
-        if let Err(e) = stored.and_then(|()| self.db.flush().map(|_| ())) {
+            .and_then(|_| self.db.flush());
+        if let Err(e) = flushed {
             self.dirty.store(true, Ordering::Release);
             return Err(storage(e));
         }
