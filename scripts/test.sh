@@ -13,7 +13,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 suite_start=$(date +%s)
-step() { printf '\n==> [%s s] %s\n' "$(( $(date +%s) - suite_start ))" "$*"; }
+# Each step prints the time so far, the size of target/ and the space left on its disk: a CI
+# machine's disk is shared, and a run that fills it fails with a linker's bus error.
+disk() {
+  local used
+  used=$(du -sh target 2>/dev/null | cut -f1)
+  printf 'target/ %s, %s free\n' "${used:-0}" "$(df -h --output=avail . | tail -n 1 | tr -d ' ')"
+}
+step() { printf '\n==> [%s s] %s (%s)\n' "$(( $(date +%s) - suite_start ))" "$*" "$(disk)"; }
+# One build per run: incremental compilation's caches would only take disk (1.4 GB).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 . scripts/deps.sh
 
 step "checking test dependencies"
