@@ -145,8 +145,8 @@ pub fn evaluate_recording(
     Ok(result)
 }
 
-/// Evaluates every recording listed in `dir/index.csv`. `classifier` builds one classifier per
-/// recording (they keep no state between windows, but each recording starts clean).
+/// Evaluates every recording listed in `dir/index.csv`. `classifier` gives the classifier of
+/// each recording (`agent eval` shares one model, which keeps no state between windows).
 pub fn evaluate_dir(
     dir: &Path,
     classifier: &dyn Fn() -> Option<Box<dyn Classify>>,

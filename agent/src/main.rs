@@ -229,17 +229,19 @@ fn main() -> Result<ExitCode> {
             no_model,
         } => {
             let source = model.map_or(ModelSource::Builtin, ModelSource::File);
-            if !no_model {
-                // Refuse a bad model once, with its reason, before any recording is read.
+            // Loaded once (a bad model is refused, with its reason, before any recording is
+            // read) and shared: the model keeps no state between windows.
+            let shared = if no_model {
+                None
+            } else {
                 let m = Model::open(&source, variant)?;
                 eprintln!("model: {} ({}) from {source}", m.version(), m.key());
-            }
+                Some(edgewatch_agent::scoring::SharedClassifier::new(m))
+            };
             let factory = || -> Option<Box<dyn edgewatch_agent::scoring::Classify>> {
-                if no_model {
-                    return None;
-                }
-                let m = Model::open(&source, variant).ok()?;
-                Some(Box::new(m))
+                shared
+                    .clone()
+                    .map(|m| Box::new(m) as Box<dyn edgewatch_agent::scoring::Classify>)
             };
             let rows = edgewatch_agent::eval::evaluate_dir(
                 &data,

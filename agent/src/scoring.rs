@@ -20,6 +20,30 @@ pub trait Classify: Send {
     fn classify(&mut self, inputs: &[f32]) -> Option<ClassVerdict>;
 }
 
+/// One classifier behind several [`Scorer`]s, for a classifier that keeps no state between
+/// windows: `agent eval` loads and optimises the model once, not once per recording.
+#[derive(Debug)]
+pub struct SharedClassifier<C>(std::sync::Arc<std::sync::Mutex<C>>);
+
+impl<C> SharedClassifier<C> {
+    /// Shares `classifier`.
+    pub fn new(classifier: C) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(classifier)))
+    }
+}
+
+impl<C> Clone for SharedClassifier<C> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<C: Classify> Classify for SharedClassifier<C> {
+    fn classify(&mut self, inputs: &[f32]) -> Option<ClassVerdict> {
+        self.0.lock().expect("classifier lock").classify(inputs)
+    }
+}
+
 /// What scoring said about one window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Assessment {
@@ -195,6 +219,31 @@ mod tests {
             temperature_c: None,
             temperature_rise_c_per_min: None,
         }
+    }
+
+    /// Counts the windows it saw; answers with the count.
+    #[derive(Debug, Default)]
+    struct Counting(usize);
+
+    impl Classify for Counting {
+        fn classify(&mut self, _inputs: &[f32]) -> Option<ClassVerdict> {
+            self.0 += 1;
+            Some(ClassVerdict {
+                class: format!("seen-{}", self.0),
+                probability: 0.5,
+                model_version: "count".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_shared_classifier_is_one_classifier() {
+        let shared = SharedClassifier::new(Counting::default());
+        let mut a = shared.clone();
+        let mut b = shared.clone();
+        assert_eq!(a.classify(&[0.0]).unwrap().class, "seen-1");
+        assert_eq!(b.classify(&[0.0]).unwrap().class, "seen-2");
+        assert_eq!(shared.0.lock().unwrap().0, 2);
     }
 
     fn window(i: u64) -> WindowRef<'static> {
