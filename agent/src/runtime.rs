@@ -31,8 +31,10 @@ pub fn prometheus() -> Result<PrometheusHandle> {
         .context("histogram buckets")?
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Prefix("edgewatch_kafka_".into()),
+            // Finer between 0.5 and 2.5 s, where records wait for the 1 s flush interval.
             &[
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 5.0,
+                10.0, 30.0, 60.0, 300.0,
             ],
         )
         .context("histogram buckets")?
