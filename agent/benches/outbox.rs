@@ -9,17 +9,51 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use edgewatch_agent::outbox::{Kind, Outbox, Record, SledOutbox};
 use std::hint::black_box;
 
-/// A feature summary of the size the agent produces (~700 bytes of JSON).
+/// A feature summary as the agent writes them (~700 bytes of JSON): the agent's field names,
+/// a random record id and measurements with all their digits, so the outbox's compression sees
+/// what it sees in service (a padded or repeated payload would compress to almost nothing).
 fn record(n: u64) -> Record {
+    // splitmix64: fixed pseudo-random digits per record.
+    let mut state = n;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let unit = |x: u64| (x >> 11) as f64 / (1u64 << 53) as f64;
+    let asset = n % 32;
+    let payload = format!(
+        "{{\"schema_version\":1,\"type\":\"summary\",\"record_id\":\"{:016x}{:016x}\",\
+         \"agent_id\":\"gateway-01\",\"asset_id\":\"pump-{asset}\",\"sensor_id\":{asset},\
+         \"window_start_us\":{},\"window_end_us\":{},\"model_version\":\"edgewatch-classifier-1\",\
+         \"created_unix_ms\":{},\"windows\":15,\"rms_g_mean\":{},\"rms_g_max\":{},\
+         \"velocity_rms_mm_s_mean\":{},\"velocity_rms_mm_s_max\":{},\"kurtosis_max\":{},\
+         \"crest_factor_max\":{},\"bearing_line_db_max\":{},\"worst_zone\":\"A\",\
+         \"worst_level\":\"normal\",\"anomaly_max\":{},\"temperature_c\":{},\
+         \"class\":\"normal\",\"class_probability\":{},\"active_alert\":null}}",
+        next(),
+        next(),
+        n * 5_000_000,
+        n * 5_000_000 + 4_680_000,
+        1_700_000_000_000 + n * 5_000,
+        unit(next()) * 0.3,
+        unit(next()) * 0.5,
+        unit(next()) * 3.0,
+        unit(next()) * 4.0,
+        3.0 + unit(next()) * 2.0,
+        3.0 + unit(next()) * 3.0,
+        unit(next()) * 9.0,
+        unit(next()) * 4.0,
+        35.0 + unit(next()) * 20.0,
+        0.5 + unit(next()) * 0.5,
+    );
     Record {
         kind: Kind::Summary,
         created_unix_ms: 1_700_000_000_000 + n,
-        key: format!("pump-{}", n % 32),
-        payload: format!(
-            "{{\"schema_version\":1,\"n\":{n},\"pad\":\"{}\"}}",
-            "x".repeat(660)
-        )
-        .into_bytes(),
+        key: format!("pump-{asset}"),
+        payload: payload.into_bytes(),
     }
 }
 
