@@ -15,11 +15,12 @@
 //! ```
 //!
 //! The agent writes version 2 when that is smaller, version 1 otherwise, and reads both. The
-//! Kafka value is sent byte for byte as it was made either way. Version 2 makes a typical
-//! summary or alert 2–3 times smaller on disk, and so fewer bytes are written to a gateway's SD
-//! card for each one (docs/benchmarks.md): the messages are short JSON documents, too short to
-//! compress well on their own, but most of their bytes (field names, enum values, ids' shape)
-//! repeat a built-in example of each message kind.
+//! Kafka value is sent byte for byte as it was made either way. Version 2 stores a typical
+//! summary in about half its bytes and an alert in about 40 % (header included, measured on
+//! messages with random ids and full-precision numbers), and so fewer bytes are written to a
+//! gateway's SD card for each one (docs/benchmarks.md): the messages are short JSON documents,
+//! too short to compress well on their own, but most of their bytes (field names, enum values,
+//! ids' shape) repeat a built-in example of each message kind.
 //!
 //! `DICTIONARY` (record-dict-v2.json) is part of format version 2: records stored with it can
 //! only be read with the same bytes, so it never changes; a better one needs a new version.
