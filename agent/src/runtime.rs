@@ -137,6 +137,22 @@ pub async fn start(
         }));
     }
 
+    // Histogram samples wait in the recorder until a scrape or an upkeep folds them into the
+    // buckets (metrics-exporter-prometheus leaves upkeep to the caller with `install_recorder`):
+    // without this, a gateway whose metrics nobody scrapes would grow by every window's samples.
+    {
+        let (p, s) = (prometheus.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => p.run_upkeep(),
+                    () = s.cancelled() => break,
+                }
+            }
+        }));
+    }
+
     let (ingest_tx, ingest_rx) = mpsc::channel(config.pipeline.ingest_capacity);
     let (window_tx, window_rx) = mpsc::channel(config.pipeline.window_capacity);
     let (report_tx, mut report_rx) = mpsc::channel::<WindowReport>(config.pipeline.window_capacity);
