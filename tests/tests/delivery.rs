@@ -451,16 +451,27 @@ fn a_full_outbox_drops_summaries_first_keeps_alerts_and_counts_every_drop() {
     let scored = metric(&m, "edgewatch_windows_total");
     sim.kill();
     std::thread::sleep(Duration::from_secs(2));
-    // Quiescent: the counters must add up exactly.
-    let m = agent.metrics();
+    // Quiescent but for heartbeats (every 2 s): the counters must add up exactly. The depth
+    // gauges are published every 500 ms, the counters at once, so a heartbeat just appended
+    // can leave the gauge one behind: take the first snapshot in which they agree, and fail
+    // with the last one if none does within 5 s.
+    let evicted_in = |m: &str| {
+        metric(
+            m,
+            "edgewatch_outbox_dropped_total{kind=\"summary\",reason=\"cap_evicted\"",
+        ) + metric(
+            m,
+            "edgewatch_outbox_dropped_total{kind=\"health\",reason=\"cap_evicted\"",
+        )
+    };
+    let m = agent
+        .wait_metrics(Duration::from_secs(5), |m| {
+            metric(m, "edgewatch_outbox_records")
+                == metric(m, "edgewatch_outbox_appended_total") - evicted_in(m)
+        })
+        .unwrap_or_else(|m| m);
     let appended = metric(&m, "edgewatch_outbox_appended_total");
-    let evicted = metric(
-        &m,
-        "edgewatch_outbox_dropped_total{kind=\"summary\",reason=\"cap_evicted\"",
-    ) + metric(
-        &m,
-        "edgewatch_outbox_dropped_total{kind=\"health\",reason=\"cap_evicted\"",
-    );
+    let evicted = evicted_in(&m);
     let records = metric(&m, "edgewatch_outbox_records");
     let alerts_in = metric(&m, "edgewatch_outbox_records_by_kind{kind=\"alert\"");
     println!(
