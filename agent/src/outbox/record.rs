@@ -159,39 +159,76 @@ impl Record {
 
     /// Parses and checks stored bytes (either version).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() < HEADER + 4 {
-            return Err(DecodeError::Truncated(bytes.len()));
-        }
-        let (body, crc) = bytes.split_at(bytes.len() - 4);
-        if CRC.checksum(body).to_be_bytes() != crc {
-            return Err(DecodeError::Checksum);
-        }
-        let version = body[0];
-        if version != VERSION_PLAIN && version != VERSION_LZ4 {
-            return Err(DecodeError::Version(version));
-        }
-        let kind = Kind::from_code(body[1]).ok_or(DecodeError::Kind(body[1]))?;
-        let created_unix_ms = u64::from_be_bytes(body[2..10].try_into().expect("8 bytes"));
-        let key_len = usize::from(u16::from_be_bytes([body[10], body[11]]));
-        if body.len() < HEADER + key_len {
-            return Err(DecodeError::Truncated(bytes.len()));
-        }
-        let key = std::str::from_utf8(&body[HEADER..HEADER + key_len])
-            .map_err(|_| DecodeError::Key)?
-            .to_string();
-        let stored = &body[HEADER + key_len..];
-        let payload = if version == VERSION_PLAIN {
-            stored.to_vec()
+        let p = parse(bytes)?;
+        let payload = if p.version == VERSION_PLAIN {
+            p.stored.to_vec()
         } else {
-            decompress(stored)?
+            decompress(p.stored)?
         };
         Ok(Self {
-            kind,
-            created_unix_ms,
-            key,
+            kind: p.kind,
+            created_unix_ms: p.created_unix_ms,
+            key: p.key.to_string(),
             payload,
         })
     }
+
+    /// Checks stored bytes like [`decode`](Self::decode) but for the value, which is neither
+    /// copied nor decompressed: what the outbox's ledger needs when it scans every stored record
+    /// at start-up. A damaged compressed value (under a valid checksum) is found when the record
+    /// is read to be sent.
+    pub fn meta(bytes: &[u8]) -> Result<Meta, DecodeError> {
+        parse(bytes).map(|p| Meta {
+            kind: p.kind,
+            created_unix_ms: p.created_unix_ms,
+        })
+    }
+}
+
+/// A stored record's kind and creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// What it is.
+    pub kind: Kind,
+    /// Wall clock when it was made, ms since the Unix epoch.
+    pub created_unix_ms: u64,
+}
+
+/// The checked fields of a stored record, borrowing from it.
+struct Parsed<'a> {
+    version: u8,
+    kind: Kind,
+    created_unix_ms: u64,
+    key: &'a str,
+    stored: &'a [u8],
+}
+
+fn parse(bytes: &[u8]) -> Result<Parsed<'_>, DecodeError> {
+    if bytes.len() < HEADER + 4 {
+        return Err(DecodeError::Truncated(bytes.len()));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if CRC.checksum(body).to_be_bytes() != crc {
+        return Err(DecodeError::Checksum);
+    }
+    let version = body[0];
+    if version != VERSION_PLAIN && version != VERSION_LZ4 {
+        return Err(DecodeError::Version(version));
+    }
+    let kind = Kind::from_code(body[1]).ok_or(DecodeError::Kind(body[1]))?;
+    let created_unix_ms = u64::from_be_bytes(body[2..10].try_into().expect("8 bytes"));
+    let key_len = usize::from(u16::from_be_bytes([body[10], body[11]]));
+    if body.len() < HEADER + key_len {
+        return Err(DecodeError::Truncated(bytes.len()));
+    }
+    let key = std::str::from_utf8(&body[HEADER..HEADER + key_len]).map_err(|_| DecodeError::Key)?;
+    Ok(Parsed {
+        version,
+        kind,
+        created_unix_ms,
+        key,
+        stored: &body[HEADER + key_len..],
+    })
 }
 
 /// Version 2's payload: the value's length, then the LZ4 block.
@@ -324,6 +361,24 @@ mod tests {
             "{} bytes of JSON stored in {stored}",
             r.payload.len()
         );
+    }
+
+    #[test]
+    fn meta_reads_kind_and_time_of_either_version_and_checks_the_checksum() {
+        for payload in [summary_json(5), vec![0x5a, 0x01, 0xc3]] {
+            let r = Record {
+                kind: Kind::Health,
+                created_unix_ms: 77,
+                key: "gw".into(),
+                payload,
+            };
+            let mut bytes = r.encode();
+            let meta = Record::meta(&bytes).unwrap();
+            assert_eq!((meta.kind, meta.created_unix_ms), (Kind::Health, 77));
+            let last = bytes.len() - 5;
+            bytes[last] ^= 1;
+            assert_eq!(Record::meta(&bytes), Err(DecodeError::Checksum));
+        }
     }
 
     #[test]

@@ -162,7 +162,7 @@ fn scan(records: &sled::Tree, meta: &sled::Tree) -> Result<(Ledger, Seq, u64), O
         };
         let seq = u64::from_be_bytes(key);
         last = Some(seq);
-        match Record::decode(&v) {
+        match Record::meta(&v) {
             Ok(r) => ledger.insert(
                 seq,
                 Entry {
