@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end benchmark: firmware-sim -> mosquitto -> agent -> tansu with 32 sensors (release
-# builds), then the same load through mosquitto_sub piped into a Python librdkafka producer.
+# End-to-end benchmark: firmware-sim -> mosquitto -> agent -> tansu with 32 sensors (the
+# gateway build: profile release-small, as cross/build.sh and the packages use), then the same
+# load through mosquitto_sub piped into a Python librdkafka producer.
 # Prints frames/s, CPU, RSS, disk bytes per forwarded byte, latencies, time to the first
 # scored window and the backlog drain after a broker outage. See docs/benchmarks.md.
 #
@@ -20,6 +21,6 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r bench/python/glue-requirements.txt
-cargo build --quiet --release --locked -p edgewatch-agent -p firmware-sim -p edgewatch-tests --bins
+cargo build --quiet --profile release-small --locked -p edgewatch-agent -p firmware-sim -p edgewatch-tests --bins
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-EDGEWATCH_GLUE_PYTHON="$ROOT/$VENV/bin/python" exec "$TARGET_DIR/release/e2e-bench" "$@"
+EDGEWATCH_GLUE_PYTHON="$ROOT/$VENV/bin/python" exec "$TARGET_DIR/release-small/e2e-bench" "$@"
