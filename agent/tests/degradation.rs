@@ -1,10 +1,14 @@
 //! A bearing that degrades from healthy to severe, simulated and run through the agent's own
 //! assembler, features, baseline and alert logic with a simulated clock: exactly one alert,
-//! raised as a warning and escalated to critical.
+//! raised as a warning and escalated to critical. Once with the cold-start rules and the
+//! baseline alone, once with the built-in int8 classifier in the loop as well (the agent's
+//! default).
 
 use edgewatch_agent::alert::{Level, Transition};
 use edgewatch_agent::config::Config;
+use edgewatch_agent::model::{Model, Variant};
 use edgewatch_agent::pipeline::{Assembler, FeatureStage};
+use edgewatch_agent::scoring::Classify;
 use edgewatch_agent::source::Ingest;
 use firmware_sim::link::{Injector, LinkFaults, Wire};
 use firmware_sim::physics::scenario::Scenario;
@@ -12,6 +16,26 @@ use std::sync::Arc;
 
 #[test]
 fn a_degrading_bearing_raises_one_alert_that_escalates_from_warning_to_critical() {
+    let (raised, _) = degrade(None);
+    assert!(
+        !raised.starts_with("classifier"),
+        "no classifier here: {raised}"
+    );
+}
+
+#[test]
+fn with_the_built_in_model_a_degrading_bearing_raises_one_alert_that_escalates() {
+    let model = Model::builtin(Variant::Int8).expect("the built-in model loads");
+    let (raised, _) = degrade(Some(Box::new(model)));
+    // The model is in the loop: it is the one that found the fault.
+    assert!(
+        raised.starts_with("classifier: outer"),
+        "raised by the classifier: {raised}"
+    );
+}
+
+/// Runs the scenario; returns the reasons of the raise and of the escalation.
+fn degrade(classifier: Option<Box<dyn Classify>>) -> (String, String) {
     let data = tempfile::tempdir().unwrap();
     let config = Config::parse(&format!(
         "[agent]\ndata_dir = \"{}\"\n\
@@ -27,7 +51,7 @@ fn a_degrading_bearing_raises_one_alert_that_escalates_from_warning_to_critical(
     let mut nodes = firmware_sim::nodes_for(&scenario).unwrap();
     let mut injector = Injector::new(LinkFaults::default(), 1);
     let mut assembler = Assembler::new(&config);
-    let mut stage = FeatureStage::new(&config, None);
+    let mut stage = FeatureStage::new(&config, classifier);
     let source: Arc<str> = "sim".into();
     let mut windows = Vec::new();
     let mut events = Vec::new();
@@ -88,4 +112,8 @@ fn a_degrading_bearing_raises_one_alert_that_escalates_from_warning_to_critical(
         "the escalation names the outer race: {summary:#?}"
     );
     assert!(levels.len() > 1000, "{} windows", levels.len());
+    (
+        raised.finding.reason.clone(),
+        escalated.finding.reason.clone(),
+    )
 }
