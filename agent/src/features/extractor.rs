@@ -454,9 +454,6 @@ impl FeatureExtractor {
     }
 }
 
-/// The candidate envelope bands at a sample rate: 1/1- and 1/3-octave bands, each stepped by
-/// half its width, ending at or below 0.45 · fs and starting at or
-/// above 1 kHz.
 /// |c|. `Complex::norm` calls libm's `hypot`, which guards against overflow at a cost: it was
 /// 38 % of `agent eval`'s time (perf). Spectra of samples in g are nowhere near overflow, and
 /// the plain square root differs from `hypot` by at most an ulp or two.
@@ -465,6 +462,9 @@ fn magnitude(c: &Complex64) -> f64 {
     (c.re * c.re + c.im * c.im).sqrt()
 }
 
+/// The candidate envelope bands at a sample rate: 1/1- and 1/3-octave bands, each stepped by
+/// half its width, ending at or below 0.45 · fs and starting at or
+/// above 1 kHz.
 fn candidate_bands(sample_rate_hz: f64) -> Vec<[f64; 2]> {
     let top = AUTO_BAND_TOP_RATIO * sample_rate_hz;
     let mut bands = Vec::new();
