@@ -23,14 +23,38 @@ pub fn prometheus() -> Result<PrometheusHandle> {
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }
+    use metrics_exporter_prometheus::Matcher;
+    // Every histogram is exported as a Prometheus histogram (buckets), never as a summary:
+    // buckets add up across gateways, and a summary keeps a quantile sketch per metric that
+    // grows with the spread of its values (~1.5 MB for three of them at 32 sensors, heaptrack).
     let handle = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
+        ])
+        .context("histogram buckets")?
         .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full("edgewatch_feature_seconds".into()),
+            Matcher::Full("edgewatch_feature_seconds".into()),
             &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
         )
         .context("histogram buckets")?
         .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Prefix("edgewatch_kafka_".into()),
+            Matcher::Full("edgewatch_inference_seconds".into()),
+            &[
+                0.000_005, 0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.01,
+            ],
+        )
+        .context("histogram buckets")?
+        .set_buckets_for_metric(
+            // Frame arrival to scored: tens of milliseconds when the gateway keeps up.
+            Matcher::Full("edgewatch_window_latency_seconds".into()),
+            &[
+                0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0,
+                2.0, 5.0,
+            ],
+        )
+        .context("histogram buckets")?
+        .set_buckets_for_metric(
+            Matcher::Prefix("edgewatch_kafka_".into()),
             // Finer between 0.5 and 2.5 s, where records wait for the 1 s flush interval.
             &[
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 5.0,

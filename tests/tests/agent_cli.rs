@@ -165,6 +165,16 @@ fn sigterm_drains_every_window_already_cut() {
         })
         .unwrap_or_else(|m| panic!("frames not received:\n{m}"));
     let scored_before = metric(&m, "edgewatch_feature_seconds_count");
+    // Every histogram is exported with buckets (they add up across gateways), none as a
+    // summary.
+    for name in [
+        "edgewatch_window_latency_seconds",
+        "edgewatch_inference_seconds",
+        "edgewatch_feature_seconds",
+    ] {
+        assert!(m.contains(&format!("{name}_bucket{{le=")), "{name}:\n{m}");
+    }
+    assert!(!m.contains("quantile=\""), "a summary is exported:\n{m}");
     assert!(agent.terminate().success(), "{}", agent.log());
     let log = agent.log();
     let line = log

@@ -150,10 +150,6 @@ fn disk_written(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn quantile(m: &str, name: &str, q: &str) -> f64 {
-    metric(m, &format!("{name}{{quantile=\"{q}\"}}"))
-}
-
 /// The upper bound of the histogram bucket holding quantile `q` of the observations made
 /// between two scrapes.
 fn bucket_quantile(m0: &str, m1: &str, name: &str, q: f64) -> f64 {
@@ -305,9 +301,9 @@ fn main() {
         1e3 * bucket_quantile(&m0, &m1, "edgewatch_kafka_delivery_seconds", 0.99)
     );
     println!(
-        "window latency      p50 {:.1} ms, p99 {:.1} ms (last frame of a window -> scored)",
-        1e3 * quantile(&m1, "edgewatch_window_latency_seconds", "0.5"),
-        1e3 * quantile(&m1, "edgewatch_window_latency_seconds", "0.99")
+        "window latency      p50 <= {:.0} ms, p99 <= {:.0} ms (last frame of a window -> scored; histogram bucket bounds)",
+        1e3 * bucket_quantile(&m0, &m1, "edgewatch_window_latency_seconds", 0.5),
+        1e3 * bucket_quantile(&m0, &m1, "edgewatch_window_latency_seconds", 0.99)
     );
     println!(
         "first scored window {:.0} ms after the agent process started",
