@@ -27,41 +27,46 @@ pub fn prometheus() -> Result<PrometheusHandle> {
     // Every histogram is exported as a Prometheus histogram (buckets), never as a summary:
     // buckets add up across gateways, and a summary keeps a quantile sketch per metric that
     // grows with the spread of its values (~1.5 MB for three of them at 32 sensors, heaptrack).
-    let handle = PrometheusBuilder::new()
-        .set_buckets(&[
-            0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
-        ])
-        .context("histogram buckets")?
-        .set_buckets_for_metric(
+    const DEFAULT_BUCKETS: &[f64] = &[
+        0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
+    ];
+    let per_metric: [(Matcher, &[f64]); 4] = [
+        (
             Matcher::Full("edgewatch_feature_seconds".into()),
             &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
-        )
-        .context("histogram buckets")?
-        .set_buckets_for_metric(
+        ),
+        (
             Matcher::Full("edgewatch_inference_seconds".into()),
             &[
-                0.000_005, 0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.01,
+                0.000005, 0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.01,
             ],
-        )
-        .context("histogram buckets")?
-        .set_buckets_for_metric(
+        ),
+        (
             // Frame arrival to scored: tens of milliseconds when the gateway keeps up.
             Matcher::Full("edgewatch_window_latency_seconds".into()),
             &[
                 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0,
                 2.0, 5.0,
             ],
-        )
-        .context("histogram buckets")?
-        .set_buckets_for_metric(
-            Matcher::Prefix("edgewatch_kafka_".into()),
+        ),
+        (
             // Finer between 0.5 and 2.5 s, where records wait for the 1 s flush interval.
+            Matcher::Prefix("edgewatch_kafka_".into()),
             &[
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 5.0,
                 10.0, 30.0, 60.0, 300.0,
             ],
-        )
-        .context("histogram buckets")?
+        ),
+    ];
+    let mut builder = PrometheusBuilder::new()
+        .set_buckets(DEFAULT_BUCKETS)
+        .context("histogram buckets")?;
+    for (matcher, buckets) in per_metric {
+        builder = builder
+            .set_buckets_for_metric(matcher, buckets)
+            .context("histogram buckets")?;
+    }
+    let handle = builder
         .install_recorder()
         .context("installing the metrics recorder")?;
     Ok(HANDLE.get_or_init(|| handle).clone())
