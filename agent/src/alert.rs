@@ -5,7 +5,11 @@
 //!
 //! 1. the classifier: a fault class with probability ≥ `classifier_warning`; critical when the
 //!    probability is ≥ `classifier_critical` *and* there is severity evidence (zone C or D, a
-//!    bearing line ≥ `envelope_critical_db`, or an anomaly score ≥ 2 × the baseline threshold);
+//!    bearing line ≥ `envelope_critical_db`, or an anomaly score ≥ 2 × the baseline threshold).
+//!    Once the asset has a baseline, a class the model already called on more than
+//!    `classifier_habitual_rate` of its commissioning windows (see [`crate::baseline`]) counts
+//!    only in a window that is also anomalous: what the model calls a fault there is this
+//!    machine's normal state;
 //! 2. the envelope spectrum (works before any model or baseline): the strongest bearing line
 //!    (BPFO, BPFI, BSF, 2×BSF) ≥ `envelope_warning_db`, critical ≥ `envelope_critical_db`;
 //! 3. temperature: level ≥ `temperature_warning_c` or rise ≥ `temperature_rise_warning_c_per_min`,
@@ -45,6 +49,9 @@ pub struct AlertConfig {
     pub classifier_warning: f64,
     /// Fault-class probability for a critical alert (with severity evidence).
     pub classifier_critical: f64,
+    /// Share of an asset's commissioning windows above which a fault class the model called
+    /// there is habitual for that asset (counted afterwards only with an anomaly).
+    pub classifier_habitual_rate: f64,
     /// Bearing line height for a warning, dB over background.
     pub envelope_warning_db: f64,
     /// Bearing line height for a critical alert, dB over background.
@@ -66,6 +73,7 @@ impl Default for AlertConfig {
             cooldown_s: 300.0,
             classifier_warning: 0.6,
             classifier_critical: 0.9,
+            classifier_habitual_rate: 0.02,
             envelope_warning_db: 15.0,
             envelope_critical_db: 24.0,
             temperature_warning_c: 80.0,
@@ -97,6 +105,7 @@ impl AlertConfig {
         for (f, v) in [
             ("classifier_warning", self.classifier_warning),
             ("classifier_critical", self.classifier_critical),
+            ("classifier_habitual_rate", self.classifier_habitual_rate),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 p.push((f, format!("{v} is not a probability")));
@@ -155,6 +164,9 @@ pub struct Evidence<'a> {
     pub anomaly: Option<(f64, Vec<(String, f64)>)>,
     /// The baseline's anomaly threshold.
     pub anomaly_threshold: f64,
+    /// The classifier's class is habitual for this asset (called on more than
+    /// `classifier_habitual_rate` of its commissioning windows by the same model).
+    pub habitual_class: bool,
 }
 
 /// Why a window was judged as it was: the explanation carried by an alert.
@@ -232,11 +244,12 @@ pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
         finding.reason = reason;
         level
     };
-    let level = if let Some(c) = e
-        .class
-        .as_ref()
-        .filter(|c| c.class != "normal" && c.probability >= cfg.classifier_warning)
-    {
+    let anomalous = anomaly.is_some_and(|a| a >= e.anomaly_threshold);
+    let level = if let Some(c) = e.class.as_ref().filter(|c| {
+        c.class != "normal"
+            && c.probability >= cfg.classifier_warning
+            && (!e.habitual_class || anomalous)
+    }) {
         let level = if c.probability >= cfg.classifier_critical && severe {
             Level::Critical
         } else {
@@ -547,6 +560,7 @@ mod tests {
             class: None,
             anomaly: None,
             anomaly_threshold: 6.0,
+            habitual_class: false,
         }
     }
 
@@ -670,6 +684,39 @@ mod tests {
     }
 
     #[test]
+    fn a_habitual_class_counts_only_in_an_anomalous_window() {
+        let cfg = AlertConfig::default();
+        let f = features(SeverityZone::A, 3.0, None);
+        let mut ev = evidence(&f);
+        ev.class = Some(ClassVerdict {
+            class: "ball".into(),
+            probability: 0.8,
+            model_version: "m1".into(),
+        });
+        ev.anomaly = Some((1.5, vec![("kurtosis".into(), 2.0)]));
+        // Not habitual: the classifier decides, baseline or not.
+        assert_eq!(judge(&cfg, &ev).1.kind, "ball");
+        // Habitual and the window is what the asset looked like at commissioning: normal,
+        // and the finding still carries what the model said.
+        ev.habitual_class = true;
+        let (level, finding) = judge(&cfg, &ev);
+        assert_eq!((level, finding.kind.as_str()), (Level::Normal, "normal"));
+        assert_eq!(finding.class.as_deref(), Some("ball"));
+        // Habitual, but the window is anomalous: the classifier names the fault.
+        ev.anomaly = Some((7.0, vec![("env_bsf_db".into(), 9.0)]));
+        assert_eq!(judge(&cfg, &ev), (Level::Warning, judge(&cfg, &ev).1));
+        assert_eq!(judge(&cfg, &ev).1.kind, "ball");
+        // Habitual and normal, but a strong bearing line is still evidence of its own.
+        ev.anomaly = Some((1.5, vec![]));
+        let f = features(SeverityZone::A, 3.0, None);
+        let mut strong = f.clone();
+        strong.envelope.bsf_db = 20.0;
+        ev.features = &strong;
+        assert_eq!(judge(&cfg, &ev).1.kind, "ball");
+        assert!(judge(&cfg, &ev).1.reason.starts_with("envelope spectrum"));
+    }
+
+    #[test]
     fn the_default_thresholds_are_consistent() {
         assert!(AlertConfig::default().problems().is_empty());
         let bad = AlertConfig {
@@ -677,5 +724,10 @@ mod tests {
             ..AlertConfig::default()
         };
         assert_eq!(bad.problems()[0].0, "raise_after");
+        let bad = AlertConfig {
+            classifier_habitual_rate: 1.5,
+            ..AlertConfig::default()
+        };
+        assert_eq!(bad.problems()[0].0, "classifier_habitual_rate");
     }
 }

@@ -17,13 +17,20 @@
 //! windows against 23 correlated features, too few for a stable covariance inverse), and a
 //! per-feature score can say *which* features moved, which an alert must explain.
 //!
+//! Commissioning also records which fault classes the classifier called on this asset (a class
+//! at or above `[alerts] classifier_warning`) and how often, with the model version. A class the
+//! model called on more than `[alerts] classifier_habitual_rate` of the commissioning windows is
+//! *habitual* for the asset: the model reads something in this machine's normal state as that
+//! fault (a heavily loaded bearing's random impacts, say), and the alert logic then counts the
+//! verdict only when the window is also anomalous against the baseline ([`crate::alert`]).
+//!
 //! A baseline is persisted as JSON (`<data_dir>/baselines/<asset>.json`, written to a temporary
 //! file, synced and renamed, so a power cut leaves the old or the new file, never half of one)
 //! and loaded at start; it records the feature names, so a model update that changes the
 //! inputs invalidates it rather than comparing different quantities.
 
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 /// Format version of the persisted file.
@@ -115,6 +122,14 @@ pub struct Baseline {
     pub windows: usize,
     /// Sensor time of the last commissioning window, µs.
     pub learned_at_us: u64,
+    /// Fault classes the classifier called during commissioning, as a fraction of the
+    /// commissioning windows (absent in files written before it was recorded).
+    #[serde(default)]
+    pub class_rates: BTreeMap<String, f64>,
+    /// The model version those calls came from; `None` without a model, or when the model
+    /// changed during commissioning (the rates then mean nothing).
+    #[serde(default)]
+    pub class_model: Option<String>,
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -182,7 +197,16 @@ impl Baseline {
             scale,
             windows: vectors.len(),
             learned_at_us,
+            class_rates: BTreeMap::new(),
+            class_model: None,
         }
+    }
+
+    /// Whether the classifier (model `model_version`) called `class` on more than `rate` of
+    /// this asset's commissioning windows.
+    pub fn habitual(&self, class: &str, model_version: &str, rate: f64) -> bool {
+        self.class_model.as_deref() == Some(model_version)
+            && self.class_rates.get(class).is_some_and(|&r| r > rate)
     }
 
     /// Robust z-score of each feature, capped at [`Z_CAP`].
@@ -311,6 +335,10 @@ pub struct AssetBaseline {
     asset: String,
     cfg: BaselineConfig,
     learning: Vec<Vec<f32>>,
+    /// Classifier calls during commissioning: fault class → windows.
+    calls: BTreeMap<String, usize>,
+    /// Model of those calls: `None` before the first verdict, `Some(None)` after a model change.
+    call_model: Option<Option<String>>,
     baseline: Option<Baseline>,
     recent: VecDeque<Vec<f32>>,
 }
@@ -322,6 +350,8 @@ impl AssetBaseline {
             asset: asset.to_string(),
             cfg,
             learning: Vec::new(),
+            calls: BTreeMap::new(),
+            call_model: None,
             baseline: loaded,
             recent: VecDeque::new(),
         }
@@ -336,7 +366,26 @@ impl AssetBaseline {
     pub fn recommission(&mut self) {
         self.baseline = None;
         self.learning.clear();
+        self.calls.clear();
+        self.call_model = None;
         self.recent.clear();
+    }
+
+    /// Records the classifier's verdict on the window about to be observed, while
+    /// commissioning (afterwards it is ignored): `fault` is the fault class it called, if any
+    /// (a class at or above the warning probability).
+    pub fn note_verdict(&mut self, model_version: &str, fault: Option<&str>) {
+        if self.baseline.is_some() {
+            return;
+        }
+        match &self.call_model {
+            None => self.call_model = Some(Some(model_version.to_string())),
+            Some(Some(m)) if m != model_version => self.call_model = Some(None),
+            _ => {}
+        }
+        if let Some(class) = fault {
+            *self.calls.entry(class.to_string()).or_default() += 1;
+        }
     }
 
     /// Takes one window's model inputs at sensor time `t_us`. Returns the verdict and, when
@@ -351,7 +400,16 @@ impl AssetBaseline {
             self.learning.push(x.to_vec());
             let mut learned = None;
             if self.learning.len() >= self.cfg.windows {
-                let b = Baseline::learn(&self.asset, names, &self.learning, t_us);
+                let mut b = Baseline::learn(&self.asset, names, &self.learning, t_us);
+                let n = self.learning.len() as f64;
+                b.class_model = self.call_model.take().flatten();
+                if b.class_model.is_some() {
+                    b.class_rates = std::mem::take(&mut self.calls)
+                        .into_iter()
+                        .map(|(class, count)| (class, count as f64 / n))
+                        .collect();
+                }
+                self.calls.clear();
                 self.learning = Vec::new();
                 learned = Some(b.clone());
                 self.baseline = Some(b);
@@ -470,6 +528,54 @@ mod tests {
         }
         assert!(steady < 0.5, "{steady}");
         assert!(moved > 1.0, "{moved}");
+    }
+
+    #[test]
+    fn commissioning_records_the_share_of_windows_each_fault_class_was_called() {
+        let mut ab = AssetBaseline::new("p", cfg(100), None);
+        for (i, v) in normal_vectors(100, 8).iter().enumerate() {
+            ab.note_verdict("m1", (i % 4 == 0).then_some("inner"));
+            ab.observe(v, &NAMES, i as u64);
+        }
+        let b = ab.baseline().unwrap();
+        assert_eq!(b.class_model.as_deref(), Some("m1"));
+        assert_eq!(b.class_rates.len(), 1);
+        assert!(b.habitual("inner", "m1", 0.2));
+        assert!(
+            !b.habitual("inner", "m1", 0.25),
+            "25 % is not more than 25 %"
+        );
+        assert!(!b.habitual("inner", "m2", 0.02), "another model's calls");
+        assert!(!b.habitual("outer", "m1", 0.0));
+        // Verdicts after commissioning change nothing.
+        ab.note_verdict("m1", Some("outer"));
+        assert!(!ab.baseline().unwrap().class_rates.contains_key("outer"));
+
+        // A model change during commissioning: no rates are kept.
+        let mut ab = AssetBaseline::new("p", cfg(100), None);
+        for (i, v) in normal_vectors(100, 8).iter().enumerate() {
+            ab.note_verdict(if i < 50 { "m1" } else { "m2" }, Some("inner"));
+            ab.observe(v, &NAMES, i as u64);
+        }
+        let b = ab.baseline().unwrap();
+        assert_eq!((b.class_model.as_ref(), b.class_rates.len()), (None, 0));
+        assert!(!b.habitual("inner", "m2", 0.02));
+    }
+
+    #[test]
+    fn a_baseline_file_from_before_class_rates_loads_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Baseline::learn("pump-1", &NAMES, &normal_vectors(100, 7), 42);
+        let mut json = serde_json::to_value(&b).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        assert!(fields.remove("class_rates").is_some() && fields.remove("class_model").is_some());
+        let path = Baseline::path(dir.path(), "pump-1");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+        assert_eq!(
+            Baseline::load(dir.path(), "pump-1", &NAMES).unwrap(),
+            Some(b)
+        );
     }
 
     #[test]

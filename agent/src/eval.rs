@@ -7,6 +7,12 @@
 //! windows by [`WindowAssembler`] (length: the power of two nearest below one second of samples,
 //! half overlap), scored, judged, and fed to the alert logic with the sensor clock as the agent
 //! clock. Output: one CSV row per recording.
+//!
+//! `--commission-windows N` ([`Mode::Commissioned`]) asks the other question: how does an agent
+//! that has been watching the machine behave? The recordings of each `channel` are then one
+//! machine's history, in index order, laid end to end on one agent's clock (windows never span
+//! two recordings); the machine's first N windows commission its baseline (judged cold start
+//! meanwhile) and the windows after them are judged against it.
 
 use crate::alert::{AlertConfig, Level, Transition, WindowRef};
 use crate::baseline::BaselineConfig;
@@ -41,6 +47,23 @@ pub struct EvalRow {
     pub alerted: bool,
     /// Highest alert level reached (`normal` when none).
     pub max_level: Level,
+    /// Windows of this recording that went into its machine's baseline (commissioned mode).
+    pub commissioning_windows: usize,
+    /// Flagged windows among those that followed commissioning (commissioned mode).
+    pub flagged_after_commissioning: usize,
+}
+
+/// How [`evaluate_dir`] treats the recordings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Each recording on its own, as a newly installed agent sees it: no baseline.
+    ColdStart,
+    /// The recordings of each channel are one machine's history; its first `windows` windows
+    /// commission the baseline.
+    Commissioned {
+        /// Commissioning windows per machine.
+        windows: usize,
+    },
 }
 
 /// The class a window stands for: the classifier's if there is one, otherwise the finding of
@@ -56,7 +79,7 @@ fn window_class(finding: &str, class: Option<&str>) -> String {
     }
 }
 
-/// Evaluates one recording (samples in g).
+/// Evaluates one recording (samples in g) as a newly installed agent: cold start.
 pub fn evaluate_recording(
     row: &IndexRow,
     samples: &[f32],
@@ -64,6 +87,28 @@ pub fn evaluate_recording(
     features: &FeatureConfig,
     alerts: &AlertConfig,
 ) -> Result<EvalRow> {
+    // Cold start: a baseline that never finishes commissioning.
+    let baseline = BaselineConfig {
+        windows: usize::MAX,
+        ..BaselineConfig::default()
+    };
+    let mut scorer = Scorer::new(classifier, baseline, alerts.clone(), None);
+    let (mut result, _) = run_recording(row, samples, &mut scorer, &row.file, 0, features)?;
+    result.commissioning_windows = 0;
+    result.flagged_after_commissioning = 0;
+    Ok(result)
+}
+
+/// Runs one recording through `scorer` as asset `asset`, its first sample at `t0_us` on the
+/// agent's clock; returns the row and the clock just after its last sample.
+fn run_recording(
+    row: &IndexRow,
+    samples: &[f32],
+    scorer: &mut Scorer,
+    asset: &str,
+    t0_us: u64,
+    features: &FeatureConfig,
+) -> Result<(EvalRow, u64)> {
     let length = window_len_for(row.sample_rate_hz);
     let mut extractor = FeatureExtractor::new(length, row.sample_rate_hz, features)
         .with_context(|| format!("{}: sample rate {} Hz", row.file, row.sample_rate_hz))?;
@@ -71,12 +116,6 @@ pub fn evaluate_recording(
         shaft_hz: row.rpm / 60.0,
         orders: row.orders,
     };
-    // Cold start: a baseline that never finishes commissioning.
-    let baseline = BaselineConfig {
-        windows: usize::MAX,
-        ..BaselineConfig::default()
-    };
-    let mut scorer = Scorer::new(classifier, baseline, alerts.clone(), None);
     let mut windower = WindowAssembler::new(
         1,
         WindowConfig {
@@ -95,8 +134,12 @@ pub fn evaluate_recording(
         predicted_class: "normal".into(),
         alerted: false,
         max_level: Level::Normal,
+        commissioning_windows: 0,
+        flagged_after_commissioning: 0,
     };
     let mut votes: BTreeMap<String, usize> = BTreeMap::new();
+    let blocks = samples.len() / BLOCK;
+    let block_us = |k: usize| (k as f64 * BLOCK as f64 * 1e6 / row.sample_rate_hz).round() as u64;
     for (k, chunk) in samples.chunks_exact(BLOCK).enumerate() {
         let block = VibrationBlock {
             sample_rate_hz: row.sample_rate_hz as f32,
@@ -107,14 +150,13 @@ pub fn evaluate_recording(
                 .map(|&g| (g / scale).round() as i16)
                 .collect::<heapless::Vec<i16, { edgewatch_protocol::MAX_VIBRATION_SAMPLES }>>(),
         };
-        let t_us = (k as f64 * BLOCK as f64 * 1e6 / row.sample_rate_hz).round() as u64;
-        windower.push(t_us, &block, &mut windows);
+        windower.push(t0_us + block_us(k), &block, &mut windows);
         for w in windows.drain(..) {
             let f = extractor
                 .extract(&w.samples, &ctx)
                 .with_context(|| format!("{}: window at {} µs", row.file, w.start_us))?;
             let wref = WindowRef {
-                asset: &row.file,
+                asset,
                 sensor_id: 1,
                 start_us: w.start_us,
                 end_us: w.end_us,
@@ -122,8 +164,16 @@ pub fn evaluate_recording(
             let now_ms = w.end_us / 1000;
             let (assessment, event) = scorer.score(wref, &f, now_ms);
             result.windows += 1;
-            if assessment.level != Level::Normal {
+            let flagged = assessment.level != Level::Normal;
+            if flagged {
                 result.windows_flagged += 1;
+            }
+            // No anomaly score yet: a commissioning window (the one that completes the
+            // baseline included).
+            if assessment.anomaly.is_none() {
+                result.commissioning_windows += 1;
+            } else if flagged {
+                result.flagged_after_commissioning += 1;
             }
             let class = window_class(
                 &assessment.finding,
@@ -142,13 +192,15 @@ pub fn evaluate_recording(
     {
         result.predicted_class = class.clone();
     }
-    Ok(result)
+    Ok((result, t0_us + block_us(blocks)))
 }
 
-/// Evaluates every recording listed in `dir/index.csv`. `classifier` gives the classifier of
-/// each recording (`agent eval` shares one model, which keeps no state between windows).
+/// Evaluates every recording listed in `dir/index.csv`, in `mode`. `classifier` gives the
+/// classifier of each scorer (`agent eval` shares one model, which keeps no state between
+/// windows).
 pub fn evaluate_dir(
     dir: &Path,
+    mode: Mode,
     classifier: &dyn Fn() -> Option<Box<dyn Classify>>,
     features: &FeatureConfig,
     alerts: &AlertConfig,
@@ -158,6 +210,8 @@ pub fn evaluate_dir(
         .with_context(|| format!("reading {}", index_path.display()))?;
     let rows = parse_index(&text).with_context(|| index_path.display().to_string())?;
     let mut out = Vec::with_capacity(rows.len());
+    // Commissioned mode: one scorer (one agent's view of the machine) and clock per channel.
+    let mut machines: BTreeMap<String, (Scorer, u64)> = BTreeMap::new();
     for row in rows {
         let path = dir.join(&row.file);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -168,24 +222,39 @@ pub fn evaluate_dir(
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        out.push(evaluate_recording(
-            &row,
-            &samples,
-            classifier(),
-            features,
-            alerts,
-        )?);
+        let result = match mode {
+            Mode::ColdStart => evaluate_recording(&row, &samples, classifier(), features, alerts)?,
+            Mode::Commissioned { windows } => {
+                let (scorer, clock_us) = machines.entry(row.channel.clone()).or_insert_with(|| {
+                    let baseline = BaselineConfig {
+                        windows,
+                        ..BaselineConfig::default()
+                    };
+                    (Scorer::new(classifier(), baseline, alerts.clone(), None), 0)
+                });
+                let (result, end_us) =
+                    run_recording(&row, &samples, scorer, &row.channel, *clock_us, features)?;
+                *clock_us = end_us;
+                result
+            }
+        };
+        out.push(result);
     }
     Ok(out)
 }
 
-/// The CSV the `eval` command writes.
-pub fn to_csv(rows: &[EvalRow]) -> String {
+/// The CSV the `eval` command writes; commissioned mode adds two columns.
+pub fn to_csv(rows: &[EvalRow], mode: Mode) -> String {
+    let commissioned = matches!(mode, Mode::Commissioned { .. });
     let mut s =
-        String::from("file,label,windows,windows_flagged,predicted_class,alerted,max_level\n");
+        String::from("file,label,windows,windows_flagged,predicted_class,alerted,max_level");
+    if commissioned {
+        s.push_str(",commissioning_windows,windows_flagged_after_commissioning");
+    }
+    s.push('\n');
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{}",
             r.file,
             r.label,
             r.windows,
@@ -194,12 +263,20 @@ pub fn to_csv(rows: &[EvalRow]) -> String {
             r.alerted,
             format!("{:?}", r.max_level).to_lowercase()
         ));
+        if commissioned {
+            s.push_str(&format!(
+                ",{},{}",
+                r.commissioning_windows, r.flagged_after_commissioning
+            ));
+        }
+        s.push('\n');
     }
     s
 }
 
-/// A per-label summary table (Markdown).
-pub fn summary(rows: &[EvalRow]) -> String {
+/// A per-label summary table (Markdown); in commissioned mode a second one splits the windows
+/// at the end of commissioning.
+pub fn summary(rows: &[EvalRow], mode: Mode) -> String {
     let mut by: BTreeMap<&str, Vec<&EvalRow>> = BTreeMap::new();
     for r in rows {
         by.entry(r.label.as_str()).or_default().push(r);
@@ -227,6 +304,27 @@ pub fn summary(rows: &[EvalRow]) -> String {
             100.0 * alerted as f64 / rs.len().max(1) as f64,
             100.0 * flagged as f64 / windows.max(1) as f64,
         ));
+    }
+    if let Mode::Commissioned { windows } = mode {
+        s.push_str(&format!(
+            "\nEach channel's recordings as one machine's history, baseline commissioned on its \
+             first {windows} windows:\n\n\
+             | label | commissioning windows | flagged while commissioning | windows after | \
+             flagged after |\n|---|---:|---:|---:|---:|\n"
+        ));
+        for (label, rs) in &by {
+            let during: usize = rs.iter().map(|r| r.commissioning_windows).sum();
+            let after: usize = rs.iter().map(|r| r.windows).sum::<usize>() - during;
+            let flagged_after: usize = rs.iter().map(|r| r.flagged_after_commissioning).sum();
+            let flagged_during: usize =
+                rs.iter().map(|r| r.windows_flagged).sum::<usize>() - flagged_after;
+            s.push_str(&format!(
+                "| {label} | {during} | {flagged_during} ({:.1} %) | {after} | {flagged_after} \
+                 ({:.1} %) |\n",
+                100.0 * flagged_during as f64 / during.max(1) as f64,
+                100.0 * flagged_after as f64 / after.max(1) as f64,
+            ));
+        }
     }
     s
 }
@@ -317,7 +415,92 @@ mod tests {
         assert_eq!(r.windows_flagged, 0, "{r:?}");
         assert!(!r.alerted);
         assert_eq!(r.predicted_class, "normal");
-        let csv = to_csv(&[r]);
+        let csv = to_csv(&[r], Mode::ColdStart);
         assert!(csv.starts_with("file,label,windows,windows_flagged,predicted_class"));
+    }
+
+    /// Calls every window `ball`, as a model that reads a healthy machine's impulsiveness
+    /// as a ball fault would.
+    #[derive(Debug)]
+    struct AlwaysBall;
+
+    impl Classify for AlwaysBall {
+        fn classify(&mut self, _inputs: &[f32]) -> Option<crate::alert::ClassVerdict> {
+            Some(crate::alert::ClassVerdict {
+                class: "ball".into(),
+                probability: 0.9,
+                model_version: "test".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_commissioned_agent_learns_what_its_model_calls_on_the_healthy_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = String::from(
+            "file,label,rpm,sample_rate_hz,n_samples,channel,bpfi_order,bpfo_order,bsf_order,ftf_order\n",
+        );
+        let mut state = 11u64;
+        for channel in ["A", "B"] {
+            for k in 0..3 {
+                let file = format!("{channel}{k}.f32");
+                let bytes: Vec<u8> = (0..60_000)
+                    .flat_map(|_| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        (((state >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.2).to_le_bytes()
+                    })
+                    .collect();
+                std::fs::write(dir.path().join(&file), bytes).unwrap();
+                index +=
+                    &format!("{file},normal,1800,12000,60000,{channel},4.947,3.053,3.987,0.382\n");
+            }
+        }
+        std::fs::write(dir.path().join("index.csv"), index).unwrap();
+        let run = |mode| {
+            evaluate_dir(
+                dir.path(),
+                mode,
+                &|| Some(Box::new(AlwaysBall) as Box<dyn Classify>),
+                &FeatureConfig::default(),
+                &AlertConfig::default(),
+            )
+            .unwrap()
+        };
+        // Cold start: every window of every recording is a `ball` verdict.
+        let cold = run(Mode::ColdStart);
+        assert_eq!(cold.len(), 6);
+        assert!(
+            cold.iter()
+                .all(|r| r.windows > 0 && r.windows_flagged == r.windows)
+        );
+        assert!(cold.iter().all(|r| r.commissioning_windows == 0));
+
+        // Commissioned on each machine's first 12 windows: `ball` was habitual there, and the
+        // windows after it are like the commissioning ones.
+        let mode = Mode::Commissioned { windows: 12 };
+        let rows = run(mode);
+        for channel in ["A", "B"] {
+            let machine: Vec<_> = rows
+                .iter()
+                .filter(|r| r.file.starts_with(channel))
+                .collect();
+            let total: usize = machine.iter().map(|r| r.windows).sum();
+            let during: usize = machine.iter().map(|r| r.commissioning_windows).sum();
+            assert_eq!(during, 12, "{machine:?}");
+            assert!(total > during + 5, "{machine:?}");
+            // Flagged while commissioning (cold start), not after.
+            let flagged: usize = machine.iter().map(|r| r.windows_flagged).sum();
+            assert_eq!(flagged, during, "{machine:?}");
+            assert!(machine.iter().all(|r| r.flagged_after_commissioning == 0));
+        }
+        let csv = to_csv(&rows, mode);
+        assert!(
+            csv.lines()
+                .next()
+                .unwrap()
+                .ends_with(",commissioning_windows,windows_flagged_after_commissioning")
+        );
+        let table = summary(&rows, mode);
+        assert!(table.contains("| normal | 24 | 24 (100.0 %) |"), "{table}");
     }
 }

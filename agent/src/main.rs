@@ -65,6 +65,11 @@ enum Cmd {
         /// Judge without a classifier (baseline-free cold start: thresholds and zones only).
         #[arg(long, conflicts_with_all = ["model"])]
         no_model: bool,
+        /// Instead of cold start: treat each channel's recordings as one machine's history (in
+        /// index order) and commission its baseline on its first N windows, as an agent that
+        /// has been watching it would.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        commission_windows: Option<u64>,
     },
     /// Run recordings (a folder with index.csv and raw f32 files) through the feature code and
     /// print the envelope peak height at each labelled fault frequency, per class.
@@ -227,7 +232,14 @@ fn main() -> Result<ExitCode> {
             model,
             variant,
             no_model,
+            commission_windows,
         } => {
+            let mode = match commission_windows {
+                None => edgewatch_agent::eval::Mode::ColdStart,
+                Some(n) => edgewatch_agent::eval::Mode::Commissioned {
+                    windows: usize::try_from(n)?,
+                },
+            };
             let source = model.map_or(ModelSource::Builtin, ModelSource::File);
             // Loaded once (a bad model is refused, with its reason, before any recording is
             // read) and shared: the model keeps no state between windows.
@@ -245,12 +257,13 @@ fn main() -> Result<ExitCode> {
             };
             let rows = edgewatch_agent::eval::evaluate_dir(
                 &data,
+                mode,
                 &factory,
                 &edgewatch_agent::features::FeatureConfig::default(),
                 &edgewatch_agent::alert::AlertConfig::default(),
             )?;
-            std::fs::write(&out, edgewatch_agent::eval::to_csv(&rows))?;
-            print!("{}", edgewatch_agent::eval::summary(&rows));
+            std::fs::write(&out, edgewatch_agent::eval::to_csv(&rows, mode))?;
+            print!("{}", edgewatch_agent::eval::summary(&rows, mode));
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::ExportFeatures(args) => {

@@ -146,10 +146,31 @@ impl Scorer {
             .increment(1);
         }
         let data_dir = self.data_dir.clone();
+        let warning = self.alert_cfg.classifier_warning;
+        let habitual_rate = self.alert_cfg.classifier_habitual_rate;
         let baseline = self.asset_baseline(w.asset);
+        if let Some(c) = &class {
+            let fault = (c.class != "normal" && c.probability >= warning).then_some(&*c.class);
+            baseline.note_verdict(&c.model_version, fault);
+        }
+        let habitual_class = match (&class, baseline.baseline()) {
+            (Some(c), Some(b)) => b.habitual(&c.class, &c.model_version, habitual_rate),
+            _ => false,
+        };
         let (verdict, learned) = baseline.observe(&inputs, &FEATURE_NAMES, w.end_us);
         if let Some(b) = learned {
-            tracing::info!(asset = w.asset, windows = b.windows, "baseline learned");
+            let habitual: Vec<String> = b
+                .class_rates
+                .iter()
+                .filter(|&(_, &r)| r > habitual_rate)
+                .map(|(c, r)| format!("{c} {:.0} %", 100.0 * r))
+                .collect();
+            tracing::info!(
+                asset = w.asset,
+                windows = b.windows,
+                habitual_classes = %habitual.join(", "),
+                "baseline learned"
+            );
             if let Some(dir) = &data_dir
                 && let Err(e) = b.save(dir)
             {
@@ -161,6 +182,7 @@ impl Scorer {
             class: class.clone(),
             anomaly: verdict.anomaly.map(|a| (a, verdict.contributors.clone())),
             anomaly_threshold: self.baseline_cfg.anomaly_threshold,
+            habitual_class,
         };
         let (level, finding) = crate::alert::judge(&self.alert_cfg, &evidence);
         let kind = finding.kind.clone();
@@ -287,6 +309,78 @@ mod tests {
         let (a, _) = second.score(window(101), &features(12.0), 100_320);
         assert!(a.anomaly.unwrap() > 6.0, "{a:?}");
         assert_eq!(a.finding, "anomaly");
+    }
+
+    /// Answers with the next of its scripted `(class, model version)` verdicts, p = 0.8.
+    #[derive(Debug)]
+    struct Scripted(std::collections::VecDeque<(&'static str, &'static str)>);
+
+    impl Classify for Scripted {
+        fn classify(&mut self, _inputs: &[f32]) -> Option<ClassVerdict> {
+            let (class, model) = self.0.pop_front().expect("a scripted verdict");
+            Some(ClassVerdict {
+                class: class.into(),
+                probability: 0.8,
+                model_version: model.into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_class_the_model_called_on_the_healthy_asset_needs_an_anomaly_afterwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |script: Vec<(&'static str, &'static str)>| {
+            Scorer::new(
+                Some(Box::new(Scripted(script.into()))),
+                BaselineConfig {
+                    windows: 30,
+                    ..Default::default()
+                },
+                AlertConfig::default(),
+                Some(dir.path().to_path_buf()),
+            )
+        };
+        // Commissioning: the model calls `ball` on 9 of 30 windows of a healthy asset (30 %),
+        // `inner` on none.
+        let commissioning: Vec<_> = (0..30)
+            .map(|i| (if i % 10 < 3 { "ball" } else { "normal" }, "m1"))
+            .collect();
+        let mut first = with(commissioning);
+        for i in 0..30 {
+            let (a, _) = first.score(window(i), &features(3.0 + 0.01 * (i % 7) as f64), i * 320);
+            // Before the baseline the classifier decides alone (cold start).
+            let called = a.class.as_ref().unwrap().class != "normal";
+            assert_eq!(a.level != Level::Normal, called, "window {i}");
+        }
+        drop(first);
+        let stored = Baseline::load(dir.path(), "pump-1", &FEATURE_NAMES)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.class_model.as_deref(), Some("m1"));
+        assert!(
+            (stored.class_rates["ball"] - 0.3).abs() < 1e-9,
+            "{stored:?}"
+        );
+        assert!(!stored.class_rates.contains_key("inner"));
+
+        // A restarted agent: `ball` in a window like the commissioning ones is normal for this
+        // asset; `ball` in an anomalous window, a class never called before, or a `ball` from
+        // another model version are findings.
+        let mut second = with(vec![
+            ("ball", "m1"),
+            ("ball", "m1"),
+            ("inner", "m1"),
+            ("ball", "m2"),
+        ]);
+        let (a, _) = second.score(window(100), &features(3.02), 100_000);
+        assert_eq!((a.level, a.finding.as_str()), (Level::Normal, "normal"));
+        assert_eq!(a.class.unwrap().class, "ball");
+        let (a, _) = second.score(window(101), &features(12.0), 100_320);
+        assert_eq!((a.level, a.finding.as_str()), (Level::Warning, "ball"));
+        let (a, _) = second.score(window(102), &features(3.02), 100_640);
+        assert_eq!((a.level, a.finding.as_str()), (Level::Warning, "inner"));
+        let (a, _) = second.score(window(103), &features(3.02), 100_960);
+        assert_eq!((a.level, a.finding.as_str()), (Level::Warning, "ball"));
     }
 
     #[test]
