@@ -66,9 +66,9 @@ enum Cmd {
         #[arg(long, conflicts_with_all = ["model"])]
         no_model: bool,
         /// Instead of cold start: treat each channel's recordings as one machine's history (in
-        /// index order) and commission its baseline on its first N windows, as an agent that
-        /// has been watching it would.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        /// index order) and commission its baseline on its first N windows (at least 20, as in
+        /// `[baseline] windows`), as an agent that has been watching it would.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(20..))]
         commission_windows: Option<u64>,
     },
     /// Run recordings (a folder with index.csv and raw f32 files) through the feature code and
