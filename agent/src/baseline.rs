@@ -329,6 +329,17 @@ pub struct BaselineVerdict {
     pub commissioning: Option<(usize, usize)>,
 }
 
+/// Which model made the classifier calls recorded during commissioning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CallModel {
+    /// No verdict yet (or no model).
+    Unseen,
+    /// Every verdict so far came from this model version.
+    One(String),
+    /// The model changed during commissioning: the calls cannot be attributed.
+    Mixed,
+}
+
 /// One asset's baseline lifecycle: commissioning, then scoring.
 #[derive(Debug)]
 pub struct AssetBaseline {
@@ -337,8 +348,8 @@ pub struct AssetBaseline {
     learning: Vec<Vec<f32>>,
     /// Classifier calls during commissioning: fault class → windows.
     calls: BTreeMap<String, usize>,
-    /// Model of those calls: `None` before the first verdict, `Some(None)` after a model change.
-    call_model: Option<Option<String>>,
+    /// The model behind those calls.
+    call_model: CallModel,
     baseline: Option<Baseline>,
     recent: VecDeque<Vec<f32>>,
 }
@@ -351,7 +362,7 @@ impl AssetBaseline {
             cfg,
             learning: Vec::new(),
             calls: BTreeMap::new(),
-            call_model: None,
+            call_model: CallModel::Unseen,
             baseline: loaded,
             recent: VecDeque::new(),
         }
@@ -367,7 +378,7 @@ impl AssetBaseline {
         self.baseline = None;
         self.learning.clear();
         self.calls.clear();
-        self.call_model = None;
+        self.call_model = CallModel::Unseen;
         self.recent.clear();
     }
 
@@ -379,8 +390,8 @@ impl AssetBaseline {
             return;
         }
         match &self.call_model {
-            None => self.call_model = Some(Some(model_version.to_string())),
-            Some(Some(m)) if m != model_version => self.call_model = Some(None),
+            CallModel::Unseen => self.call_model = CallModel::One(model_version.to_string()),
+            CallModel::One(m) if m != model_version => self.call_model = CallModel::Mixed,
             _ => {}
         }
         if let Some(class) = fault {
@@ -402,11 +413,14 @@ impl AssetBaseline {
             if self.learning.len() >= self.cfg.windows {
                 let mut b = Baseline::learn(&self.asset, names, &self.learning, t_us);
                 let n = self.learning.len() as f64;
-                b.class_model = self.call_model.take().flatten();
-                if b.class_model.is_some() {
-                    b.class_rates = std::mem::take(&mut self.calls)
-                        .into_iter()
-                        .map(|(class, count)| (class, count as f64 / n))
+                if let CallModel::One(model) =
+                    std::mem::replace(&mut self.call_model, CallModel::Unseen)
+                {
+                    b.class_model = Some(model);
+                    b.class_rates = self
+                        .calls
+                        .iter()
+                        .map(|(class, &count)| (class.clone(), count as f64 / n))
                         .collect();
                 }
                 self.calls.clear();
