@@ -23,6 +23,10 @@
 //! *habitual* for the asset: the model reads something in this machine's normal state as that
 //! fault (a heavily loaded bearing's random impacts, say), and the alert logic then counts the
 //! verdict only when the window is also anomalous against the baseline ([`crate::alert`]).
+//! When the model changes (a reload, an upgrade with a retrained model, or a baseline file from
+//! before these rates were kept), the rates are learned again for the new model from the next
+//! `windows` windows that are not anomalous, without re-learning the feature baseline; until
+//! then the new model's calls count as in cold start.
 //!
 //! A baseline is persisted as JSON (`<data_dir>/baselines/<asset>.json`, written to a temporary
 //! file, synced and renamed, so a power cut leaves the old or the new file, never half of one)
@@ -350,6 +354,11 @@ pub struct AssetBaseline {
     calls: BTreeMap<String, usize>,
     /// The model behind those calls.
     call_model: CallModel,
+    /// Windows counted in `calls` while re-learning the rates for a new model after
+    /// commissioning.
+    relearn_windows: usize,
+    /// The current window's call by a model the baseline has no rates for: `(model, fault)`.
+    pending: Option<(String, Option<String>)>,
     baseline: Option<Baseline>,
     recent: VecDeque<Vec<f32>>,
 }
@@ -363,6 +372,8 @@ impl AssetBaseline {
             learning: Vec::new(),
             calls: BTreeMap::new(),
             call_model: CallModel::Unseen,
+            relearn_windows: 0,
+            pending: None,
             baseline: loaded,
             recent: VecDeque::new(),
         }
@@ -379,28 +390,74 @@ impl AssetBaseline {
         self.learning.clear();
         self.calls.clear();
         self.call_model = CallModel::Unseen;
+        self.relearn_windows = 0;
+        self.pending = None;
         self.recent.clear();
     }
 
-    /// Records the classifier's verdict on the window about to be observed, while
-    /// commissioning (afterwards it is ignored): `fault` is the fault class it called, if any
-    /// (a class at or above the warning probability).
+    /// Records the classifier's verdict on the window about to be observed: `fault` is the
+    /// fault class it called, if any (a class at or above the warning probability). Counted
+    /// while commissioning, and afterwards while the baseline has no rates for this model.
     pub fn note_verdict(&mut self, model_version: &str, fault: Option<&str>) {
-        if self.baseline.is_some() {
-            return;
-        }
-        match &self.call_model {
-            CallModel::Unseen => self.call_model = CallModel::One(model_version.to_string()),
-            CallModel::One(m) if m != model_version => self.call_model = CallModel::Mixed,
-            _ => {}
-        }
-        if let Some(class) = fault {
-            *self.calls.entry(class.to_string()).or_default() += 1;
+        match &self.baseline {
+            None => {
+                match &self.call_model {
+                    CallModel::Unseen => {
+                        self.call_model = CallModel::One(model_version.to_string());
+                    }
+                    CallModel::One(m) if m != model_version => self.call_model = CallModel::Mixed,
+                    _ => {}
+                }
+                if let Some(class) = fault {
+                    *self.calls.entry(class.to_string()).or_default() += 1;
+                }
+            }
+            Some(b) if b.class_model.as_deref() != Some(model_version) => {
+                self.pending = Some((model_version.to_string(), fault.map(str::to_string)));
+            }
+            Some(_) => {}
         }
     }
 
+    /// Counts a call by a model the baseline has no rates for, in a window scored `score`;
+    /// returns the baseline with the new model's rates once `windows` normal windows are in.
+    fn relearn(
+        &mut self,
+        (model, fault): (String, Option<String>),
+        score: f64,
+    ) -> Option<Baseline> {
+        if score >= self.cfg.anomaly_threshold {
+            // Only windows like the baseline say what the model calls this machine's normal.
+            return None;
+        }
+        if self.call_model != CallModel::One(model.clone()) {
+            self.call_model = CallModel::One(model.clone());
+            self.calls.clear();
+            self.relearn_windows = 0;
+        }
+        self.relearn_windows += 1;
+        if let Some(class) = fault {
+            *self.calls.entry(class).or_default() += 1;
+        }
+        if self.relearn_windows < self.cfg.windows {
+            return None;
+        }
+        let n = self.relearn_windows as f64;
+        let rates = std::mem::take(&mut self.calls)
+            .into_iter()
+            .map(|(class, count)| (class, count as f64 / n))
+            .collect();
+        self.call_model = CallModel::Unseen;
+        self.relearn_windows = 0;
+        let b = self.baseline.as_mut()?;
+        b.class_model = Some(model);
+        b.class_rates = rates;
+        Some(b.clone())
+    }
+
     /// Takes one window's model inputs at sensor time `t_us`. Returns the verdict and, when
-    /// this window completed commissioning, the new baseline (for the caller to persist).
+    /// this window completed commissioning or re-learned the classifier rates for a new model,
+    /// the new baseline (for the caller to persist).
     pub fn observe(
         &mut self,
         x: &[f32],
@@ -453,6 +510,10 @@ impl AssetBaseline {
             }
             total / b.median.len().max(1) as f64
         });
+        let relearned = self
+            .pending
+            .take()
+            .and_then(|call| self.relearn(call, score));
         (
             BaselineVerdict {
                 anomaly: Some(score),
@@ -460,7 +521,7 @@ impl AssetBaseline {
                 drift,
                 commissioning: None,
             },
-            None,
+            relearned,
         )
     }
 }
@@ -574,6 +635,46 @@ mod tests {
         let b = ab.baseline().unwrap();
         assert_eq!((b.class_model.as_ref(), b.class_rates.len()), (None, 0));
         assert!(!b.habitual("inner", "m2", 0.02));
+    }
+
+    #[test]
+    fn a_new_model_s_rates_are_learned_again_from_normal_windows_only() {
+        let mut ab = AssetBaseline::new("p", cfg(100), None);
+        for (i, v) in normal_vectors(100, 8).iter().enumerate() {
+            ab.note_verdict("m1", (i % 4 == 0).then_some("inner"));
+            ab.observe(v, &NAMES, i as u64);
+        }
+        let before = ab.baseline().unwrap().clone();
+        // The same model after commissioning: nothing changes.
+        for v in normal_vectors(150, 9) {
+            ab.note_verdict("m1", Some("outer"));
+            assert_eq!(ab.observe(&v, &NAMES, 0).1, None);
+        }
+        assert_eq!(ab.baseline(), Some(&before));
+        // Model m2: `ball` on every tenth normal window; anomalous windows (calling `outer`)
+        // are not counted.
+        let mut relearned = None;
+        for (i, v) in normal_vectors(99, 10).into_iter().enumerate() {
+            ab.note_verdict("m2", (i % 10 == 0).then_some("ball"));
+            assert_eq!(ab.observe(&v, &NAMES, 0).1, None, "window {i}");
+            let mut odd = v.clone();
+            odd[0] += 40.0;
+            ab.note_verdict("m2", Some("outer"));
+            let (verdict, r) = ab.observe(&odd, &NAMES, 0);
+            assert!(verdict.anomaly.unwrap() >= 6.0 && r.is_none());
+            if i == 98 {
+                ab.note_verdict("m2", None);
+                relearned = ab.observe(&normal_vectors(1, 11)[0], &NAMES, 0).1;
+            }
+        }
+        let b = relearned.expect("re-learned after 100 normal windows");
+        assert_eq!(b.class_model.as_deref(), Some("m2"));
+        assert_eq!(b.class_rates.len(), 1, "{:?}", b.class_rates);
+        assert!((b.class_rates["ball"] - 0.1).abs() < 1e-9);
+        assert!(b.habitual("ball", "m2", 0.02) && !b.habitual("inner", "m2", 0.02));
+        // The feature baseline itself is the one learned at commissioning.
+        assert_eq!((&b.median, &b.scale), (&before.median, &before.scale));
+        assert_eq!(ab.baseline(), Some(&b));
     }
 
     #[test]

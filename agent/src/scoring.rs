@@ -157,6 +157,7 @@ impl Scorer {
             (Some(c), Some(b)) => b.habitual(&c.class, &c.model_version, habitual_rate),
             _ => false,
         };
+        let commissioned = baseline.baseline().is_some();
         let (verdict, learned) = baseline.observe(&inputs, &FEATURE_NAMES, w.end_us);
         if let Some(b) = learned {
             let habitual: Vec<String> = b
@@ -165,12 +166,21 @@ impl Scorer {
                 .filter(|&(_, &r)| r > habitual_rate)
                 .map(|(c, r)| format!("{c} {:.0} %", 100.0 * r))
                 .collect();
-            tracing::info!(
-                asset = w.asset,
-                windows = b.windows,
-                habitual_classes = %habitual.join(", "),
-                "baseline learned"
-            );
+            if commissioned {
+                tracing::info!(
+                    asset = w.asset,
+                    model_version = b.class_model.as_deref().unwrap_or(""),
+                    habitual_classes = %habitual.join(", "),
+                    "classifier rates re-learned for a new model"
+                );
+            } else {
+                tracing::info!(
+                    asset = w.asset,
+                    windows = b.windows,
+                    habitual_classes = %habitual.join(", "),
+                    "baseline learned"
+                );
+            }
             if let Some(dir) = &data_dir
                 && let Err(e) = b.save(dir)
             {
