@@ -605,13 +605,21 @@ mod tests {
         assert!(moved > 1.0, "{moved}");
     }
 
-    #[test]
-    fn commissioning_records_the_share_of_windows_each_fault_class_was_called() {
+    /// An asset commissioned on 100 normal windows; `call(i)` is the classifier's verdict on
+    /// window `i`: `(model version, fault class called)`.
+    fn commissioned(call: impl Fn(usize) -> (&'static str, Option<&'static str>)) -> AssetBaseline {
         let mut ab = AssetBaseline::new("p", cfg(100), None);
         for (i, v) in normal_vectors(100, 8).iter().enumerate() {
-            ab.note_verdict("m1", (i % 4 == 0).then_some("inner"));
+            let (model, fault) = call(i);
+            ab.note_verdict(model, fault);
             ab.observe(v, &NAMES, i as u64);
         }
+        ab
+    }
+
+    #[test]
+    fn commissioning_records_the_share_of_windows_each_fault_class_was_called() {
+        let mut ab = commissioned(|i| ("m1", (i % 4 == 0).then_some("inner")));
         let b = ab.baseline().unwrap();
         assert_eq!(b.class_model.as_deref(), Some("m1"));
         assert_eq!(b.class_rates.len(), 1);
@@ -627,11 +635,7 @@ mod tests {
         assert!(!ab.baseline().unwrap().class_rates.contains_key("outer"));
 
         // A model change during commissioning: no rates are kept.
-        let mut ab = AssetBaseline::new("p", cfg(100), None);
-        for (i, v) in normal_vectors(100, 8).iter().enumerate() {
-            ab.note_verdict(if i < 50 { "m1" } else { "m2" }, Some("inner"));
-            ab.observe(v, &NAMES, i as u64);
-        }
+        let ab = commissioned(|i| (if i < 50 { "m1" } else { "m2" }, Some("inner")));
         let b = ab.baseline().unwrap();
         assert_eq!((b.class_model.as_ref(), b.class_rates.len()), (None, 0));
         assert!(!b.habitual("inner", "m2", 0.02));
@@ -639,11 +643,7 @@ mod tests {
 
     #[test]
     fn a_new_model_s_rates_are_learned_again_from_normal_windows_only() {
-        let mut ab = AssetBaseline::new("p", cfg(100), None);
-        for (i, v) in normal_vectors(100, 8).iter().enumerate() {
-            ab.note_verdict("m1", (i % 4 == 0).then_some("inner"));
-            ab.observe(v, &NAMES, i as u64);
-        }
+        let mut ab = commissioned(|i| ("m1", (i % 4 == 0).then_some("inner")));
         let before = ab.baseline().unwrap().clone();
         // The same model after commissioning: nothing changes.
         for v in normal_vectors(150, 9) {
