@@ -7,9 +7,9 @@
 //!    probability is ≥ `classifier_critical` *and* there is severity evidence (zone C or D, a
 //!    bearing line ≥ `envelope_critical_db`, or an anomaly score ≥ 2 × the baseline threshold).
 //!    Once the asset has a baseline, a class the model already called on more than
-//!    `classifier_habitual_rate` of its commissioning windows (see [`crate::baseline`]) counts
-//!    only in a window that is also anomalous: what the model calls a fault there is this
-//!    machine's normal state;
+//!    `classifier_habitual_rate` of its commissioning windows, but not on most of them (see
+//!    [`crate::baseline`]), counts only in a window that is also anomalous: what the model
+//!    calls a fault there now and then is this machine's normal state;
 //! 2. the envelope spectrum (works before any model or baseline): the strongest bearing line
 //!    (BPFO, BPFI, BSF, 2×BSF) ≥ `envelope_warning_db`, critical ≥ `envelope_critical_db`;
 //! 3. temperature: level ≥ `temperature_warning_c` or rise ≥ `temperature_rise_warning_c_per_min`,

@@ -19,10 +19,13 @@
 //!
 //! Commissioning also records which fault classes the classifier called on this asset (a class
 //! at or above `[alerts] classifier_warning`) and how often, with the model version. A class the
-//! model called on more than `[alerts] classifier_habitual_rate` of the commissioning windows is
-//! *habitual* for the asset: the model reads something in this machine's normal state as that
-//! fault (a heavily loaded bearing's random impacts, say), and the alert logic then counts the
-//! verdict only when the window is also anomalous against the baseline ([`crate::alert`]).
+//! model called on more than `[alerts] classifier_habitual_rate` of the commissioning windows,
+//! but not on most of them, is *habitual* for the asset: the model reads something in this
+//! machine's normal state as that fault now and then (a heavily loaded bearing's random
+//! impacts, say), and the alert logic then counts the verdict only when the window is also
+//! anomalous against the baseline ([`crate::alert`]). A class called on most commissioning
+//! windows is the model's verdict on the machine, a fault present at installation, and stays a
+//! finding.
 //! When the model changes (a reload, an upgrade with a retrained model, or a baseline file from
 //! before these rates were kept), the rates are learned again for the new model from the next
 //! `windows` windows that are not anomalous, without re-learning the feature baseline; until
@@ -43,6 +46,12 @@ pub const BASELINE_FORMAT: u32 = 1;
 /// The anomaly score is the RMS of this many largest robust z-scores: a fault moves a few
 /// features a lot, and averaging over all of them would dilute it.
 pub const SCORED_FEATURES: usize = 3;
+
+/// A fault class the model called on more than this share of the commissioning windows is
+/// never habitual: that is the model's verdict on the machine's state (a fault already there
+/// when the agent was installed), not a call it makes now and then on a healthy machine, and it
+/// stays a finding.
+pub const HABITUAL_MAX_RATE: f64 = 0.5;
 
 /// Robust z-scores are capped at this value.
 pub const Z_CAP: f64 = 50.0;
@@ -206,11 +215,15 @@ impl Baseline {
         }
     }
 
-    /// Whether the classifier (model `model_version`) called `class` on more than `rate` of
-    /// this asset's commissioning windows.
+    /// Whether `class` is habitual for this asset under model `model_version`: called on more
+    /// than `rate` of the commissioning windows, but not on most of them
+    /// ([`HABITUAL_MAX_RATE`]).
     pub fn habitual(&self, class: &str, model_version: &str, rate: f64) -> bool {
         self.class_model.as_deref() == Some(model_version)
-            && self.class_rates.get(class).is_some_and(|&r| r > rate)
+            && self
+                .class_rates
+                .get(class)
+                .is_some_and(|&r| r > rate && r <= HABITUAL_MAX_RATE)
     }
 
     /// Robust z-score of each feature, capped at [`Z_CAP`].
@@ -630,6 +643,13 @@ mod tests {
         );
         assert!(!b.habitual("inner", "m2", 0.02), "another model's calls");
         assert!(!b.habitual("outer", "m1", 0.0));
+        // Called on most windows: the model's verdict on the machine, never habitual.
+        let most = commissioned(|i| ("m1", (i % 4 != 0).then_some("imbalance")));
+        let b = most.baseline().unwrap();
+        assert!((b.class_rates["imbalance"] - 0.75).abs() < 1e-9);
+        assert!(!b.habitual("imbalance", "m1", 0.02));
+        let half = commissioned(|i| ("m1", (i % 2 == 0).then_some("ball")));
+        assert!(half.baseline().unwrap().habitual("ball", "m1", 0.02));
         // Verdicts after commissioning change nothing.
         ab.note_verdict("m1", Some("outer"));
         assert!(!ab.baseline().unwrap().class_rates.contains_key("outer"));

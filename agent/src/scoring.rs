@@ -160,10 +160,11 @@ impl Scorer {
         let commissioned = baseline.baseline().is_some();
         let (verdict, learned) = baseline.observe(&inputs, &FEATURE_NAMES, w.end_us);
         if let Some(b) = learned {
+            let model = b.class_model.as_deref().unwrap_or_default();
             let habitual: Vec<String> = b
                 .class_rates
                 .iter()
-                .filter(|&(_, &r)| r > habitual_rate)
+                .filter(|&(c, _)| b.habitual(c, model, habitual_rate))
                 .map(|(c, r)| format!("{c} {:.0} %", 100.0 * r))
                 .collect();
             if commissioned {
