@@ -84,6 +84,12 @@ impl Default for AlertConfig {
 }
 
 impl AlertConfig {
+    /// Whether the classifier called a fault: a class other than `normal` with probability
+    /// ≥ `classifier_warning`.
+    pub fn calls_fault(&self, c: &ClassVerdict) -> bool {
+        c.class != "normal" && c.probability >= self.classifier_warning
+    }
+
     /// Checks ranges; returns `(field, reason)` for each problem.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut p = Vec::new();
@@ -164,8 +170,7 @@ pub struct Evidence<'a> {
     pub anomaly: Option<(f64, Vec<(String, f64)>)>,
     /// The baseline's anomaly threshold.
     pub anomaly_threshold: f64,
-    /// The classifier's class is habitual for this asset (called on more than
-    /// `classifier_habitual_rate` of its commissioning windows by the same model).
+    /// The classifier's class is habitual for this asset ([`crate::baseline::Baseline::habitual`]).
     pub habitual_class: bool,
 }
 
@@ -245,11 +250,11 @@ pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
         level
     };
     let anomalous = anomaly.is_some_and(|a| a >= e.anomaly_threshold);
-    let level = if let Some(c) = e.class.as_ref().filter(|c| {
-        c.class != "normal"
-            && c.probability >= cfg.classifier_warning
-            && (!e.habitual_class || anomalous)
-    }) {
+    let level = if let Some(c) = e
+        .class
+        .as_ref()
+        .filter(|c| cfg.calls_fault(c) && (!e.habitual_class || anomalous))
+    {
         let level = if c.probability >= cfg.classifier_critical && severe {
             Level::Critical
         } else {

@@ -346,7 +346,16 @@ pub struct BaselineVerdict {
     pub commissioning: Option<(usize, usize)>,
 }
 
-/// Which model made the classifier calls recorded during commissioning.
+/// The classifier's verdict on a window, as the baseline records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call<'a> {
+    /// Version of the model that gave it.
+    pub model_version: &'a str,
+    /// The fault class it called (at or above the warning probability), if any.
+    pub fault: Option<&'a str>,
+}
+
+/// Which model made the classifier calls being counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum CallModel {
     /// No verdict yet (or no model).
@@ -363,15 +372,13 @@ pub struct AssetBaseline {
     asset: String,
     cfg: BaselineConfig,
     learning: Vec<Vec<f32>>,
-    /// Classifier calls during commissioning: fault class → windows.
+    /// Classifier calls being counted, while commissioning or re-learning the rates for a new
+    /// model: fault class → windows.
     calls: BTreeMap<String, usize>,
     /// The model behind those calls.
     call_model: CallModel,
-    /// Windows counted in `calls` while re-learning the rates for a new model after
-    /// commissioning.
+    /// Windows counted in `calls` while re-learning after commissioning.
     relearn_windows: usize,
-    /// The current window's call by a model the baseline has no rates for: `(model, fault)`.
-    pending: Option<(String, Option<String>)>,
     baseline: Option<Baseline>,
     recent: VecDeque<Vec<f32>>,
 }
@@ -386,7 +393,6 @@ impl AssetBaseline {
             calls: BTreeMap::new(),
             call_model: CallModel::Unseen,
             relearn_windows: 0,
-            pending: None,
             baseline: loaded,
             recent: VecDeque::new(),
         }
@@ -401,99 +407,90 @@ impl AssetBaseline {
     pub fn recommission(&mut self) {
         self.baseline = None;
         self.learning.clear();
-        self.calls.clear();
-        self.call_model = CallModel::Unseen;
-        self.relearn_windows = 0;
-        self.pending = None;
+        self.take_rates(0);
         self.recent.clear();
     }
 
-    /// Records the classifier's verdict on the window about to be observed: `fault` is the
-    /// fault class it called, if any (a class at or above the warning probability). Counted
-    /// while commissioning, and afterwards while the baseline has no rates for this model.
-    pub fn note_verdict(&mut self, model_version: &str, fault: Option<&str>) {
-        match &self.baseline {
-            None => {
-                match &self.call_model {
-                    CallModel::Unseen => {
-                        self.call_model = CallModel::One(model_version.to_string());
-                    }
-                    CallModel::One(m) if m != model_version => self.call_model = CallModel::Mixed,
-                    _ => {}
-                }
-                if let Some(class) = fault {
-                    *self.calls.entry(class.to_string()).or_default() += 1;
-                }
+    /// The counted calls as shares of `windows`, with their model (`None` when there was no
+    /// single model); the count starts over.
+    fn take_rates(&mut self, windows: usize) -> Option<(String, BTreeMap<String, f64>)> {
+        let calls = std::mem::take(&mut self.calls);
+        self.relearn_windows = 0;
+        match std::mem::replace(&mut self.call_model, CallModel::Unseen) {
+            CallModel::One(model) => {
+                let n = windows.max(1) as f64;
+                let rates = calls
+                    .into_iter()
+                    .map(|(class, count)| (class, count as f64 / n))
+                    .collect();
+                Some((model, rates))
             }
-            Some(b) if b.class_model.as_deref() != Some(model_version) => {
-                self.pending = Some((model_version.to_string(), fault.map(str::to_string)));
-            }
-            Some(_) => {}
+            _ => None,
+        }
+    }
+
+    fn count(&mut self, fault: Option<&str>) {
+        if let Some(class) = fault {
+            *self.calls.entry(class.to_string()).or_default() += 1;
         }
     }
 
     /// Counts a call by a model the baseline has no rates for, in a window scored `score`;
     /// returns the baseline with the new model's rates once `windows` normal windows are in.
-    fn relearn(
-        &mut self,
-        (model, fault): (String, Option<String>),
-        score: f64,
-    ) -> Option<Baseline> {
+    fn relearn(&mut self, call: Call<'_>, score: f64) -> Option<Baseline> {
         if score >= self.cfg.anomaly_threshold {
             // Only windows like the baseline say what the model calls this machine's normal.
             return None;
         }
-        if self.call_model != CallModel::One(model.clone()) {
-            self.call_model = CallModel::One(model.clone());
-            self.calls.clear();
-            self.relearn_windows = 0;
+        if !matches!(&self.call_model, CallModel::One(m) if m == call.model_version) {
+            self.take_rates(0);
+            self.call_model = CallModel::One(call.model_version.to_string());
         }
         self.relearn_windows += 1;
-        if let Some(class) = fault {
-            *self.calls.entry(class).or_default() += 1;
-        }
+        self.count(call.fault);
         if self.relearn_windows < self.cfg.windows {
             return None;
         }
-        let n = self.relearn_windows as f64;
-        let rates = std::mem::take(&mut self.calls)
-            .into_iter()
-            .map(|(class, count)| (class, count as f64 / n))
-            .collect();
-        self.call_model = CallModel::Unseen;
-        self.relearn_windows = 0;
+        let (model, rates) = self.take_rates(self.relearn_windows)?;
         let b = self.baseline.as_mut()?;
         b.class_model = Some(model);
         b.class_rates = rates;
         Some(b.clone())
     }
 
-    /// Takes one window's model inputs at sensor time `t_us`. Returns the verdict and, when
-    /// this window completed commissioning or re-learned the classifier rates for a new model,
-    /// the new baseline (for the caller to persist).
+    /// Takes one window's model inputs at sensor time `t_us`, and the classifier's call on it
+    /// if there is a classifier: counted while commissioning, and afterwards while the
+    /// baseline has no rates for its model. Returns the verdict and, when this window
+    /// completed commissioning or re-learned the classifier rates for a new model, the new
+    /// baseline (for the caller to persist).
     pub fn observe(
         &mut self,
         x: &[f32],
         names: &[&str],
         t_us: u64,
+        call: Option<Call<'_>>,
     ) -> (BaselineVerdict, Option<Baseline>) {
         let Some(b) = &self.baseline else {
+            if let Some(call) = call {
+                match &self.call_model {
+                    CallModel::Unseen => {
+                        self.call_model = CallModel::One(call.model_version.to_string());
+                    }
+                    CallModel::One(m) if m != call.model_version => {
+                        self.call_model = CallModel::Mixed;
+                    }
+                    _ => {}
+                }
+                self.count(call.fault);
+            }
             self.learning.push(x.to_vec());
             let mut learned = None;
             if self.learning.len() >= self.cfg.windows {
                 let mut b = Baseline::learn(&self.asset, names, &self.learning, t_us);
-                let n = self.learning.len() as f64;
-                if let CallModel::One(model) =
-                    std::mem::replace(&mut self.call_model, CallModel::Unseen)
-                {
+                if let Some((model, rates)) = self.take_rates(self.learning.len()) {
                     b.class_model = Some(model);
-                    b.class_rates = self
-                        .calls
-                        .iter()
-                        .map(|(class, &count)| (class.clone(), count as f64 / n))
-                        .collect();
+                    b.class_rates = rates;
                 }
-                self.calls.clear();
                 self.learning = Vec::new();
                 learned = Some(b.clone());
                 self.baseline = Some(b);
@@ -508,6 +505,7 @@ impl AssetBaseline {
             };
             return (verdict, learned);
         };
+        let new_model = call.filter(|c| b.class_model.as_deref() != Some(c.model_version));
         let (score, contributors) = b.anomaly(x, 3);
         self.recent.push_back(x.to_vec());
         while self.recent.len() > self.cfg.drift_windows {
@@ -523,10 +521,7 @@ impl AssetBaseline {
             }
             total / b.median.len().max(1) as f64
         });
-        let relearned = self
-            .pending
-            .take()
-            .and_then(|call| self.relearn(call, score));
+        let relearned = new_model.and_then(|call| self.relearn(call, score));
         (
             BaselineVerdict {
                 anomaly: Some(score),
@@ -585,7 +580,7 @@ mod tests {
         let mut ab = AssetBaseline::new("p", cfg(50), None);
         let vectors = normal_vectors(60, 3);
         for (i, v) in vectors.iter().enumerate() {
-            let (verdict, learned) = ab.observe(v, &NAMES, i as u64);
+            let (verdict, learned) = ab.observe(v, &NAMES, i as u64, None);
             if i < 49 {
                 assert_eq!(verdict.commissioning, Some((i + 1, 50)));
                 assert!(learned.is_none());
@@ -603,16 +598,16 @@ mod tests {
     fn drift_rises_when_the_typical_state_moves() {
         let mut ab = AssetBaseline::new("p", cfg(200), None);
         for (i, v) in normal_vectors(200, 4).iter().enumerate() {
-            ab.observe(v, &NAMES, i as u64);
+            ab.observe(v, &NAMES, i as u64, None);
         }
         let mut steady = 0.0;
         for v in normal_vectors(20, 5) {
-            steady = ab.observe(&v, &NAMES, 0).0.drift.unwrap_or(0.0);
+            steady = ab.observe(&v, &NAMES, 0, None).0.drift.unwrap_or(0.0);
         }
         let mut moved = 0.0;
         for mut v in normal_vectors(20, 6) {
             v[0] += 3.0;
-            moved = ab.observe(&v, &NAMES, 0).0.drift.unwrap_or(0.0);
+            moved = ab.observe(&v, &NAMES, 0, None).0.drift.unwrap_or(0.0);
         }
         assert!(steady < 0.5, "{steady}");
         assert!(moved > 1.0, "{moved}");
@@ -623,9 +618,16 @@ mod tests {
     fn commissioned(call: impl Fn(usize) -> (&'static str, Option<&'static str>)) -> AssetBaseline {
         let mut ab = AssetBaseline::new("p", cfg(100), None);
         for (i, v) in normal_vectors(100, 8).iter().enumerate() {
-            let (model, fault) = call(i);
-            ab.note_verdict(model, fault);
-            ab.observe(v, &NAMES, i as u64);
+            let (model_version, fault) = call(i);
+            ab.observe(
+                v,
+                &NAMES,
+                i as u64,
+                Some(Call {
+                    model_version,
+                    fault,
+                }),
+            );
         }
         ab
     }
@@ -651,7 +653,11 @@ mod tests {
         let half = commissioned(|i| ("m1", (i % 2 == 0).then_some("ball")));
         assert!(half.baseline().unwrap().habitual("ball", "m1", 0.02));
         // Verdicts after commissioning change nothing.
-        ab.note_verdict("m1", Some("outer"));
+        let outer = Some(Call {
+            model_version: "m1",
+            fault: Some("outer"),
+        });
+        ab.observe(&normal_vectors(1, 9)[0], &NAMES, 0, outer);
         assert!(!ab.baseline().unwrap().class_rates.contains_key("outer"));
 
         // A model change during commissioning: no rates are kept.
@@ -666,25 +672,32 @@ mod tests {
         let mut ab = commissioned(|i| ("m1", (i % 4 == 0).then_some("inner")));
         let before = ab.baseline().unwrap().clone();
         // The same model after commissioning: nothing changes.
+        let outer = Call {
+            model_version: "m1",
+            fault: Some("outer"),
+        };
         for v in normal_vectors(150, 9) {
-            ab.note_verdict("m1", Some("outer"));
-            assert_eq!(ab.observe(&v, &NAMES, 0).1, None);
+            assert_eq!(ab.observe(&v, &NAMES, 0, Some(outer)).1, None);
         }
         assert_eq!(ab.baseline(), Some(&before));
         // Model m2: `ball` on every tenth normal window; anomalous windows (calling `outer`)
         // are not counted.
+        let m2 = |fault| {
+            Some(Call {
+                model_version: "m2",
+                fault,
+            })
+        };
         let mut relearned = None;
         for (i, v) in normal_vectors(99, 10).into_iter().enumerate() {
-            ab.note_verdict("m2", (i % 10 == 0).then_some("ball"));
-            assert_eq!(ab.observe(&v, &NAMES, 0).1, None, "window {i}");
+            let ball = m2((i % 10 == 0).then_some("ball"));
+            assert_eq!(ab.observe(&v, &NAMES, 0, ball).1, None, "window {i}");
             let mut odd = v.clone();
             odd[0] += 40.0;
-            ab.note_verdict("m2", Some("outer"));
-            let (verdict, r) = ab.observe(&odd, &NAMES, 0);
+            let (verdict, r) = ab.observe(&odd, &NAMES, 0, m2(Some("outer")));
             assert!(verdict.anomaly.unwrap() >= 6.0 && r.is_none());
             if i == 98 {
-                ab.note_verdict("m2", None);
-                relearned = ab.observe(&normal_vectors(1, 11)[0], &NAMES, 0).1;
+                relearned = ab.observe(&normal_vectors(1, 11)[0], &NAMES, 0, m2(None)).1;
             }
         }
         let b = relearned.expect("re-learned after 100 normal windows");

@@ -8,7 +8,7 @@
 use crate::alert::{
     AlertConfig, AlertEngine, AlertEvent, ClassVerdict, Evidence, Level, WindowRef,
 };
-use crate::baseline::{AssetBaseline, Baseline, BaselineConfig};
+use crate::baseline::{AssetBaseline, Baseline, BaselineConfig, Call};
 use crate::features::{FEATURE_NAMES, Features};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -146,19 +146,18 @@ impl Scorer {
             .increment(1);
         }
         let data_dir = self.data_dir.clone();
-        let warning = self.alert_cfg.classifier_warning;
         let habitual_rate = self.alert_cfg.classifier_habitual_rate;
+        let call = class.as_ref().map(|c| Call {
+            model_version: &c.model_version,
+            fault: self.alert_cfg.calls_fault(c).then_some(&*c.class),
+        });
         let baseline = self.asset_baseline(w.asset);
-        if let Some(c) = &class {
-            let fault = (c.class != "normal" && c.probability >= warning).then_some(&*c.class);
-            baseline.note_verdict(&c.model_version, fault);
-        }
         let habitual_class = match (&class, baseline.baseline()) {
             (Some(c), Some(b)) => b.habitual(&c.class, &c.model_version, habitual_rate),
             _ => false,
         };
         let commissioned = baseline.baseline().is_some();
-        let (verdict, learned) = baseline.observe(&inputs, &FEATURE_NAMES, w.end_us);
+        let (verdict, learned) = baseline.observe(&inputs, &FEATURE_NAMES, w.end_us, call);
         if let Some(b) = learned {
             let model = b.class_model.as_deref().unwrap_or_default();
             let habitual: Vec<String> = b
@@ -170,7 +169,7 @@ impl Scorer {
             if commissioned {
                 tracing::info!(
                     asset = w.asset,
-                    model_version = b.class_model.as_deref().unwrap_or(""),
+                    model_version = model,
                     habitual_classes = %habitual.join(", "),
                     "classifier rates re-learned for a new model"
                 );
