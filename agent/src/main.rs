@@ -99,16 +99,6 @@ enum Cmd {
     },
 }
 
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-}
-
 fn validate(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(c) => {
@@ -222,7 +212,7 @@ async fn reload(path: &Path, model: Option<&edgewatch_agent::model::ModelHandle>
 }
 
 fn main() -> Result<ExitCode> {
-    init_logging();
+    firmware_sim::logging::init();
     let cli = Cli::parse();
     match cli.command {
         Cmd::Validate { config } => return Ok(validate(&config)),

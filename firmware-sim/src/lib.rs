@@ -1,11 +1,13 @@
 //! Sensor-node simulator library: machine physics and scenarios ([`physics`]), sensor nodes that
-//! turn signals into frames ([`node`]), link fault injection ([`link`]), outputs ([`output`]),
+//! turn signals into frames ([`node`]), link fault injection ([`link`]), logging set-up
+//! shared with the agent ([`logging`]), outputs ([`output`]),
 //! replay of recordings ([`replay`]) and the run loop ([`driver`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod driver;
 pub mod link;
+pub mod logging;
 pub mod node;
 pub mod output;
 pub mod physics;

@@ -223,13 +223,7 @@ fn drive(mut nodes: Vec<SensorNode>, out: &OutputArgs, seed: u64) -> Result<()> 
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    firmware_sim::logging::init();
     match Cli::parse().command {
         Cmd::Scenarios { name: None } => {
             for name in Scenario::builtin_names() {
