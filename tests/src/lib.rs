@@ -182,6 +182,7 @@ pub struct Mosquitto {
     pub tls: Option<MqttTls>,
     dir: tempfile::TempDir,
     proc: Option<Proc>,
+    max_queued_messages: u32,
 }
 
 /// The TLS listener of a [`Mosquitto`]: its port and the PEM files a client needs.
@@ -294,16 +295,22 @@ impl Mosquitto {
     /// Starts a broker with persistence on (so a restart keeps persistent sessions and queued
     /// QoS 1 messages).
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, 100_000)
+    }
+
+    /// Like [`Mosquitto::start`], holding at most `limit` QoS 1 messages per offline client
+    /// (`max_queued_messages`; mosquitto's own default is 1000).
+    pub fn start_with_queue_limit(limit: u32) -> Self {
+        Self::start_with(false, limit)
     }
 
     /// Starts a broker with the plain listener and a second one that speaks only TLS and
     /// requires a client certificate signed by the test CA.
     pub fn start_tls() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, 100_000)
     }
 
-    fn start_with(tls: bool) -> Self {
+    fn start_with(tls: bool, max_queued_messages: u32) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         // mosquitto started as root drops to its own user: let it write its persistence file.
         use std::os::unix::fs::PermissionsExt;
@@ -315,6 +322,7 @@ impl Mosquitto {
             tls,
             dir,
             proc: None,
+            max_queued_messages,
         };
         m.launch();
         m
@@ -327,9 +335,10 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 100000\n\
+                 persistence_location {dir}/\nautosave_interval 1\nmax_queued_messages {queued}\n\
                  max_inflight_messages 100\n",
                 port = self.port,
+                queued = self.max_queued_messages,
                 dir = self.dir.path().display()
             ),
         )

@@ -1,14 +1,18 @@
-//! The agent's sources end to end: a serial device that disappears and returns, and a real
-//! mosquitto restarted mid-stream, and MQTT over TLS with client certificates.
+//! The agent's sources end to end: a serial device that disappears and returns, a real
+//! mosquitto restarted mid-stream, the agent killed and restarted while sensors stream (the
+//! broker's queue as docs/deploy.md sizes it), and MQTT over TLS with client certificates.
 
 mod common;
 
 use common::{sim_frames, write_frames};
-use edgewatch_tests::{Agent, Mosquitto, metric, pty_pair, sim_summary, sim_to_mqtt};
+use edgewatch_tests::{
+    Agent, Mosquitto, Proc, metric, pty_pair, sim_summary, sim_to_mqtt, workspace_bin,
+};
 use firmware_sim::link::{Injector, LinkFaults, Wire};
 use serialport::{SerialPort, TTYPort};
 use std::io::Write;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// A pty pair whose slave is reachable under a stable symlink, like a udev by-id name.
@@ -117,6 +121,148 @@ fn no_frame_is_lost_when_mosquitto_restarts_mid_stream() {
     assert!(
         metric(&m, "edgewatch_source_reconnects_total") >= 1.0,
         "the agent saw the restart"
+    );
+}
+
+/// Sensors for the restart test: `SENSORS` nodes at 3.2 kHz in 128-sample frames, 25 frames a
+/// second each, so the broker's queue fills as fast as with 16 sensors on a gateway.
+const SENSORS: u32 = 16;
+const FRAMES_PER_S: f64 = SENSORS as f64 * 25.0;
+
+fn many_sensors_scenario() -> String {
+    let mut s = String::from(
+        "name = \"many\"\nseed = 3\nsample_rate_hz = 3200\nblock_size = 128\naxes = 1\n\
+         temperature_interval_ms = 60000\nstatus_interval_ms = 60000\nfull_scale_g = 16.0\n",
+    );
+    for i in 1..=SENSORS {
+        s += &format!(
+            "[[asset]]\nid = \"m-{i}\"\nsensor_id = {i}\n[asset.machine]\nrpm = 1480\n\
+             bearing = \"skf-6205\"\nresonance_hz = 900\ndamping_ratio = 0.05\n\
+             noise_g = 0.02\nshaft_harmonics_g = [0.02, 0.008, 0.004]\nslip_fraction = 0.015\n\
+             [[asset.phase]]\nat_s = 0.0\nload = 0.8\n"
+        );
+    }
+    s
+}
+
+/// The `max_queued_messages` of the gateway's mosquitto configuration in docs/deploy.md.
+fn documented_queue_limit() -> u32 {
+    let doc = include_str!("../../docs/deploy.md");
+    let line = doc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("max_queued_messages "))
+        .expect("docs/deploy.md gives max_queued_messages for the gateway's mosquitto");
+    line.trim().parse().expect("a number")
+}
+
+/// What the restarted agent saw after being killed for `down` while the sensors streamed.
+struct AfterRestart {
+    received: f64,
+    lost: f64,
+}
+
+/// Streams the sensors through a broker holding at most `limit` messages for an absent client,
+/// SIGKILLs the agent for `down` (its persistent session stays) and starts it again on the same
+/// data directory; returns the second agent's counts once the stream has ended.
+fn kill_agent_while_streaming(limit: u32, down: Duration) -> AfterRestart {
+    let broker = Mosquitto::start_with_queue_limit(limit);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("many.toml"), many_sensors_scenario()).unwrap();
+    let mut config = format!(
+        "[agent]\ndata_dir = \"{{data_dir}}\"\n[metrics]\nlisten = \"{{metrics}}\"\n\
+         [mqtt]\nurl = \"{}\"\nclient_id = \"agent-kill-test\"\nqos = 1\n",
+        broker.url()
+    );
+    for i in 1..=SENSORS {
+        config += &format!(
+            "[[asset]]\nid = \"m-{i}\"\nshaft_rpm = 1480\nbearing = \"skf-6205\"\nsensors = [{i}]\n"
+        );
+    }
+    let mut agent = Agent::start_in(&config, dir.path());
+    agent
+        .wait_metrics(Duration::from_secs(10), |m| {
+            metric(m, "edgewatch_source_connected") == 1.0
+        })
+        .unwrap_or_else(|m| panic!("the agent did not connect:\n{m}"));
+    let stream_s = 4 + down.as_secs() + 4;
+    let mut sim = Proc::spawn(
+        "firmware-sim",
+        Command::new(workspace_bin("firmware-sim"))
+            .args([
+                "run",
+                "--output",
+                "mqtt",
+                "--mqtt-client-id",
+                "sim-kill-test",
+            ])
+            .arg("--scenario")
+            .arg(dir.path().join("many.toml"))
+            .arg("--mqtt-url")
+            .arg(broker.url())
+            .args(["--duration-s", &stream_s.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    agent
+        .wait_metrics(Duration::from_secs(10), |m| {
+            metric(m, "edgewatch_frames_received_total") >= FRAMES_PER_S
+        })
+        .unwrap_or_else(|m| panic!("frames did not flow:\n{m}"));
+    agent.proc.kill();
+    std::thread::sleep(down);
+    let agent = Agent::start_in(&config, dir.path());
+    let status = sim.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "simulator failed:\n{}", sim.stderr_text());
+    // Settled: nothing more arrives for a second.
+    let mut last = -1.0;
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = metric(&agent.metrics(), "edgewatch_frames_received_total");
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let m = agent.metrics();
+    AfterRestart {
+        received: metric(&m, "edgewatch_frames_received_total")
+            - metric(&m, "edgewatch_frames_duplicate_total"),
+        lost: metric(&m, "edgewatch_frames_lost_total"),
+    }
+}
+
+#[test]
+fn no_frame_is_lost_while_the_agent_is_killed_and_restarted_with_the_documented_broker_queue() {
+    // Down as long as systemd's RestartSec: 5 s of 400 frames/s is twice mosquitto's default
+    // queue of 1000 messages.
+    let down = Duration::from_secs(5);
+    let limit = documented_queue_limit();
+    assert!(
+        f64::from(limit) >= 32.0 * 25.0 * 60.0,
+        "the documented queue rides out a minute of 32 sensors: {limit}"
+    );
+    let kept = kill_agent_while_streaming(limit, down);
+    assert_eq!(kept.lost, 0.0, "no frame lost with the documented queue");
+    assert!(
+        kept.received >= 0.9 * FRAMES_PER_S * (down.as_secs_f64() + 4.0),
+        "the restarted agent got the queued frames and the rest of the stream: {}",
+        kept.received
+    );
+
+    // mosquitto's default queue overflows in the same outage: the broker drops frames and the
+    // restarted agent sees the gap in every sensor's sequence numbers.
+    let default = kill_agent_while_streaming(1000, down);
+    println!(
+        "killed for {down:?} at {FRAMES_PER_S} frames/s: queue {limit}: {} received after the \
+         restart, {} lost; queue 1000: {} received, {} lost",
+        kept.received, kept.lost, default.received, default.lost
+    );
+    let overflow = FRAMES_PER_S * down.as_secs_f64() - 1000.0;
+    assert!(
+        default.lost >= 0.5 * overflow,
+        "frames dropped by a default-sized queue are counted as lost: {} lost, {} received",
+        default.lost,
+        default.received
     );
 }
 
