@@ -3,7 +3,8 @@
 # gateway build: profile release-small, as cross/build.sh and the packages use), then the same
 # load through mosquitto_sub piped into a Python librdkafka producer.
 # Prints frames/s, CPU, RSS, disk bytes per forwarded byte, latencies, time to the first
-# scored window and the backlog drain after a broker outage. See docs/benchmarks.md.
+# scored window (at start, and after a SIGKILL and restart) and the backlog drain after a broker
+# outage. See docs/benchmarks.md.
 #
 #   bench/e2e.sh [--sensors K] [--seconds S] [--outage-s D] [--summary-interval-s I] [--no-glue]
 #

@@ -1,6 +1,8 @@
 //! End-to-end benchmark: firmware-sim → mosquitto → agent → tansu with K sensors, then the
 //! same load through the glue a user would otherwise script (mosquitto_sub piped into a
-//! librdkafka producer, no analytics). Prints what docs/benchmarks.md reports.
+//! librdkafka producer, no analytics). Between them: a broker outage and its backlog's drain,
+//! and the agent SIGKILLed and restarted (time to its first scored window again). Prints what
+//! docs/benchmarks.md reports.
 //!
 //! Run it with `bench/e2e.sh` (builds in release, installs the glue's Python client). Options:
 //! `--sensors K` (32), `--seconds S` steady-state measurement (30), `--outage-s D` broker
