@@ -34,6 +34,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
+    CalibrationMethod,
     QuantFormat,
     QuantType,
     quantize_static,
@@ -133,20 +134,43 @@ class Calibration(CalibrationDataReader):
         self.i = 0
 
 
-def quantise(float_path: Path, out_path: Path, work: Path, calib: np.ndarray, fmt: QuantFormat):
+# Static calibrations tried for the shipped QDQ model; the one whose int8 model agrees best
+# with the float model on training windows outside the calibration slice is shipped.
+CALIBRATIONS = [("MinMax", None), ("Percentile", 99.99), ("Percentile", 99.9)]
+
+
+def quantise(float_path: Path, out_path: Path, work: Path, calib: np.ndarray, fmt: QuantFormat,
+             calibration=("MinMax", None)):
+    """int8 with onnxruntime's static quantisation, MatMul only.
+
+    QDQ: the MatMul *outputs* are not quantised again. The bias Add and Relu after them run in
+    float anyway, so re-quantising the product to 8 bits before them only adds rounding error
+    (it moved 0.5-1 point of int8/float agreement in every configuration measured). The
+    activations feeding each MatMul and its weights are int8 as before. QOperator's
+    QLinearMatMul has a quantised output by definition.
+    """
     pre = work / "pre-quant.onnx"
     # skip_optimization: otherwise onnxruntime fuses MatMul+Add into Gemm/QGemm.
     # skip_symbolic_shape: the shapes are static; symbolic inference would need sympy.
     quant_pre_process(str(float_path), str(pre), skip_optimization=True, skip_symbolic_shape=True)
+    method, percentile = calibration
+    extra = {}
+    if fmt == QuantFormat.QDQ:
+        extra["OpTypesToExcludeOutputQuantization"] = ["MatMul"]
+    if percentile is not None:
+        extra["CalibPercentile"] = percentile
     quantize_static(
         str(pre),
         str(out_path),
-        Calibration(calib),
+        # One window per batch: the percentile calibrator needs batches of one shape.
+        Calibration(calib, batch=1),
         quant_format=fmt,
         op_types_to_quantize=["MatMul"],  # never Softmax: tract then computes wrong probabilities
         per_channel=False,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        calibrate_method=getattr(CalibrationMethod, method),
+        extra_options=extra,
     )
     model = onnx.load(str(out_path))
     model.ir_version = IR_VERSION
@@ -157,10 +181,20 @@ def quantise(float_path: Path, out_path: Path, work: Path, calib: np.ndarray, fm
     onnx.save(model, str(out_path))
 
 
+def calibration_name(calibration) -> str:
+    method, percentile = calibration
+    return method if percentile is None else f"{method} {percentile:g}"
+
+
 def session(path: Path) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
+    # The graph's own arithmetic, without onnxruntime's fused int8 kernels: on x86 without VNNI
+    # those deviate from it (golden case 0 of the int8 model: P(normal) 0.2684 optimised, 0.2565
+    # unoptimised, in a numpy re-implementation of the QDQ graph and in tract). Golden outputs,
+    # agreement and the calibration choice must describe what the graph computes, as tract does.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -356,11 +390,24 @@ def main():
         for k in range(len(CLASS_NAMES))
     ])
     calib = x_tr[np.sort(calib_idx)]
-    quantise(float_path, int8_path, args.work_dir, calib, QuantFormat.QDQ)
+    # The calibration is chosen on training windows outside the calibration slice, never on
+    # the held-out test set the agreement is reported on.
+    val = x_tr[np.setdiff1d(np.arange(len(x_tr)), calib_idx)]
+    sess_f = session(float_path)
+    val_f = predict(sess_f, val).argmax(1)
+    calibration_agreement = []
+    for calibration in CALIBRATIONS:
+        quantise(float_path, int8_path, args.work_dir, calib, QuantFormat.QDQ, calibration)
+        agree = float((predict(session(int8_path), val).argmax(1) == val_f).mean())
+        calibration_agreement.append((agree, calibration))
+        print(f"calibration {calibration_name(calibration)}: int8/float agreement {agree:.4f} "
+              f"on {len(val)} training windows outside the calibration slice", file=sys.stderr)
+    chosen = max(calibration_agreement, key=lambda a: a[0])[1]
+    quantise(float_path, int8_path, args.work_dir, calib, QuantFormat.QDQ, chosen)
     qop_path = args.work_dir / "edgewatch-classifier.qoperator.onnx"
-    quantise(float_path, qop_path, args.work_dir, calib, QuantFormat.QOperator)
+    quantise(float_path, qop_path, args.work_dir, calib, QuantFormat.QOperator, chosen)
 
-    sess_f, sess_q, sess_o = session(float_path), session(int8_path), session(qop_path)
+    sess_q, sess_o = session(int8_path), session(qop_path)
     p_f, p_q, p_o = predict(sess_f, x_te), predict(sess_q, x_te), predict(sess_o, x_te)
     # sklearn and the exported graph must agree (the export is the model).
     p_sk = clf.predict_proba(((x_te - mean) * scale).astype(np.float32))
@@ -423,7 +470,8 @@ def main():
                       "format": f"ONNX IR {IR_VERSION} opset {OPSET}, float32"},
             "int8": {"file": INT8_FILE, "sha256": sha256(int8_path),
                      "format": "QDQ, MatMul only, u8 activations / s8 weights per tensor, "
-                               "static MinMax calibration; Sub/Mul/Add/Relu/Softmax stay float"},
+                               f"static {calibration_name(chosen)} calibration, MatMul outputs "
+                               "not re-quantised; Sub/Mul/Add/Relu/Softmax stay float"},
         },
         "training": {
             "train_windows": int(len(x_tr)),
@@ -501,6 +549,16 @@ def main():
         f"QOperator form: {100 * agree_o:.2f} %. Largest probability difference QDQ "
         f"{np.abs(p_f - p_q).max():.4f}.",
         "",
+        f"Calibration (QDQ, chosen by agreement on the {len(val)} training windows outside the "
+        "calibration slice; the held-out windows above played no part):",
+        "",
+        "| calibration | agreement on those training windows |",
+        "|---|---:|",
+    ]
+    rep += [f"| {calibration_name(c)}{' (shipped)' if c == chosen else ''} | {100 * a:.2f} % |"
+            for a, c in calibration_agreement]
+    rep += [
+        "",
     ]
     previews = {}
     if args.real:
@@ -517,6 +575,7 @@ def main():
         "test_accuracy_int8": float((pred_q == y_te).mean()),
         "agreement_qdq": agree_q,
         "agreement_qoperator": agree_o,
+        "calibration": calibration_name(chosen),
         "real": previews,
     }
     (args.work_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
