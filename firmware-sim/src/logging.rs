@@ -3,8 +3,8 @@
 //!
 //! `RUST_LOG` takes `level` and `target=level` directives, comma-separated
 //! (`info,edgewatch_agent::forward=debug`), parsed as a [`Targets`] filter. `EnvFilter`'s span
-//! and field filters are not offered: they need a regex engine, about 180 KiB of the gateway
-//! binary, and a gateway's log needs a level per module, nothing more.
+//! and field filters are not offered: they need a regex engine, which made each gateway binary
+//! 0.25-0.33 MB larger (docs/deploy.md), and a gateway's log needs a level per module.
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;

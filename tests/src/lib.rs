@@ -4,6 +4,7 @@
 //! A missing dependency is a failure with a message that names the setup command, never a skip.
 #![forbid(unsafe_code)]
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -151,24 +152,25 @@ impl Drop for Proc {
     }
 }
 
+/// A `firmware-sim run` streaming `scenario` (a built-in name or a scenario file) to the MQTT
+/// broker at `url` as `client_id`, in real time, stdout discarded; the caller adds a duration
+/// and decides about stderr.
+pub fn sim_mqtt_command(url: &str, client_id: &str, scenario: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(workspace_bin("firmware-sim"));
+    cmd.args(["run", "--output", "mqtt", "--mqtt-url", url])
+        .args(["--mqtt-client-id", client_id, "--scenario"])
+        .arg(scenario)
+        .stdout(Stdio::null());
+    cmd
+}
+
 /// Starts `firmware-sim` streaming the healthy scenario to the MQTT broker at `url` for
 /// `duration_s` seconds, in real time; its stderr (with the closing summary) is piped.
 pub fn sim_to_mqtt(url: &str, client_id: &str, duration_s: u32) -> Proc {
     Proc::spawn(
         "firmware-sim",
-        Command::new(workspace_bin("firmware-sim"))
-            .args([
-                "run",
-                "--scenario",
-                "healthy",
-                "--output",
-                "mqtt",
-                "--mqtt-url",
-                url,
-            ])
-            .args(["--mqtt-client-id", client_id, "--duration-s"])
-            .arg(duration_s.to_string())
-            .stdout(Stdio::null())
+        sim_mqtt_command(url, client_id, "healthy")
+            .args(["--duration-s", &duration_s.to_string()])
             .stderr(Stdio::piped()),
     )
 }

@@ -6,13 +6,13 @@ mod common;
 
 use common::{sim_frames, write_frames};
 use edgewatch_tests::{
-    Agent, Mosquitto, Proc, metric, pty_pair, sim_summary, sim_to_mqtt, workspace_bin,
+    Agent, Mosquitto, Proc, metric, pty_pair, sim_mqtt_command, sim_summary, sim_to_mqtt,
 };
 use firmware_sim::link::{Injector, LinkFaults, Wire};
 use serialport::{SerialPort, TTYPort};
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 /// A pty pair whose slave is reachable under a stable symlink, like a udev by-id name.
@@ -187,20 +187,8 @@ fn kill_agent_while_streaming(limit: u32, down: Duration) -> AfterRestart {
     let stream_s = 4 + down.as_secs() + 4;
     let mut sim = Proc::spawn(
         "firmware-sim",
-        Command::new(workspace_bin("firmware-sim"))
-            .args([
-                "run",
-                "--output",
-                "mqtt",
-                "--mqtt-client-id",
-                "sim-kill-test",
-            ])
-            .arg("--scenario")
-            .arg(dir.path().join("many.toml"))
-            .arg("--mqtt-url")
-            .arg(broker.url())
+        sim_mqtt_command(&broker.url(), "sim-kill-test", dir.path().join("many.toml"))
             .args(["--duration-s", &stream_s.to_string()])
-            .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
     agent

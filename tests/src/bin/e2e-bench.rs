@@ -11,7 +11,7 @@
 //! Process figures come from /proc: CPU from utime+stime, RSS from VmRSS/VmHWM, disk writes
 //! from `write_bytes` in /proc/PID/io (bytes that reached the block layer).
 
-use edgewatch_tests::{Agent, Mosquitto, Proc, Tansu, metric, workspace_bin};
+use edgewatch_tests::{Agent, Mosquitto, Proc, Tansu, metric, sim_mqtt_command};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -194,20 +194,7 @@ fn main() {
     let sim = |id: &str| {
         Proc::spawn(
             "firmware-sim",
-            Command::new(workspace_bin("firmware-sim"))
-                .args([
-                    "run",
-                    "--output",
-                    "mqtt",
-                    "--mqtt-client-id",
-                    id,
-                    "--scenario",
-                ])
-                .arg(&scenario_path)
-                .arg("--mqtt-url")
-                .arg(mqtt.url())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+            sim_mqtt_command(&mqtt.url(), id, &scenario_path).stderr(Stdio::null()),
         )
     };
     println!(
