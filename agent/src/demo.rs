@@ -168,6 +168,9 @@ fn row(cells: &[String; 12]) -> String {
 
 /// Runs the demo until Ctrl-C/SIGTERM or the duration; prints the final view.
 pub async fn run(opts: DemoOptions) -> Result<()> {
+    // Before anything starts, so a Ctrl-C during start-up still stops the demo cleanly.
+    let terminate = crate::runtime::termination_signal()?;
+    tokio::pin!(terminate);
     let scenario = if let Some(s) = Scenario::builtin(&opts.scenario) {
         s
     } else {
@@ -238,7 +241,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            _ = crate::runtime::termination_signal() => break,
+            _ = &mut terminate => break,
             _ = &mut deadline => break,
             _ = tick.tick() => {
                 let text = render(&view.lock().map(|v| v.clone()).unwrap_or_default(), started.elapsed(), ansi);

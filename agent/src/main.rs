@@ -135,6 +135,9 @@ fn validate(path: &Path) -> ExitCode {
 }
 
 async fn run(path: &Path) -> Result<ExitCode> {
+    // Before anything starts: a SIGTERM or SIGHUP from here on waits for the loop below.
+    let terminate = runtime::termination_signal()?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -166,8 +169,6 @@ async fn run(path: &Path) -> Result<ExitCode> {
     tracing::info!("agent running");
     let systemd = edgewatch_agent::notify::spawn(running.health.clone(), shutdown.clone());
     let model = running.model();
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let terminate = runtime::termination_signal();
     tokio::pin!(terminate);
     loop {
         tokio::select! {

@@ -394,18 +394,18 @@ impl Running {
     }
 }
 
-/// Resolves when SIGINT or SIGTERM arrives.
-pub async fn termination_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// A future that resolves when SIGINT or SIGTERM arrives. Both are registered when this is
+/// called, not when the future is first polled: from then on a signal is held for the future
+/// instead of ending the process by the default action, so a `systemctl stop` during start-up
+/// still drains the pipeline. Call it before starting anything that must be drained.
+pub fn termination_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    })
 }

@@ -203,3 +203,23 @@ fn sigterm_drains_every_window_already_cut() {
     );
     drop(slave);
 }
+
+#[test]
+fn sigterm_during_start_up_still_stops_the_agent_cleanly() {
+    // The signal arrives as soon as the metrics endpoint answers, while the rest of the
+    // pipeline (model, outbox, sources) may still be starting: it must wait for the shutdown
+    // path (drain, exit 0), not kill the process by the default action (signal 15).
+    let (_master, slave) = pty_pair();
+    let config = format!(
+        "[agent]\ndata_dir = \"{{data_dir}}\"\n[metrics]\nlisten = \"{{metrics}}\"\n\
+         [[serial]]\ndevice = \"{}\"\n\
+         [[asset]]\nid = \"pump-1\"\nshaft_rpm = 1480\nbearing = \"skf-6205\"\nsensors = [1]\n",
+        slave.name().unwrap()
+    );
+    for _ in 0..5 {
+        let mut agent = Agent::start(&config);
+        let status = agent.terminate();
+        assert!(status.success(), "exit {status:?}\n{}", agent.log());
+        assert!(agent.log().contains("stopped cleanly"), "{}", agent.log());
+    }
+}
