@@ -294,10 +294,14 @@ fn make_certificates(dir: &Path, port: u16) -> MqttTls {
 }
 
 impl Mosquitto {
+    /// `max_queued_messages` of [`Mosquitto::start`] and [`Mosquitto::start_tls`]: more than any
+    /// test queues for an absent client.
+    const QUEUE: u32 = 100_000;
+
     /// Starts a broker with persistence on (so a restart keeps persistent sessions and queued
     /// QoS 1 messages).
     pub fn start() -> Self {
-        Self::start_with(false, 100_000)
+        Self::start_with(false, Self::QUEUE)
     }
 
     /// Like [`Mosquitto::start`], holding at most `limit` QoS 1 messages per offline client
@@ -309,7 +313,7 @@ impl Mosquitto {
     /// Starts a broker with the plain listener and a second one that speaks only TLS and
     /// requires a client certificate signed by the test CA.
     pub fn start_tls() -> Self {
-        Self::start_with(true, 100_000)
+        Self::start_with(true, Self::QUEUE)
     }
 
     fn start_with(tls: bool, max_queued_messages: u32) -> Self {
@@ -503,9 +507,19 @@ impl Agent {
             .unwrap_or_default()
     }
 
-    /// Polls the metrics until `ok` holds, at most `timeout`; returns the last text.
+    /// Polls the metrics every 100 ms until `ok` holds, at most `timeout`; returns the last text.
     pub fn wait_metrics(
         &self,
+        timeout: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        self.wait_metrics_every(Duration::from_millis(100), timeout, ok)
+    }
+
+    /// [`Agent::wait_metrics`] polling every `every` (timings that need a finer grain).
+    pub fn wait_metrics_every(
+        &self,
+        every: Duration,
         timeout: Duration,
         ok: impl Fn(&str) -> bool,
     ) -> Result<String, String> {
@@ -518,7 +532,7 @@ impl Agent {
             if Instant::now() > deadline {
                 return Err(text);
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(every);
         }
     }
 

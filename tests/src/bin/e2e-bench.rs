@@ -357,19 +357,12 @@ fn main() {
 
 /// Time from `started` until `agent` has scored a window, polled every 5 ms.
 fn first_window(agent: &Agent, started: Instant) -> Duration {
-    let deadline = started + Duration::from_secs(30);
-    loop {
-        let m = agent.metrics();
-        if metric(&m, "edgewatch_windows_total") >= 1.0 {
-            return started.elapsed();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no window scored:\n{m}\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    agent
+        .wait_metrics_every(Duration::from_millis(5), Duration::from_secs(30), |m| {
+            metric(m, "edgewatch_windows_total") >= 1.0
+        })
+        .map(|_| started.elapsed())
+        .unwrap_or_else(|m| panic!("no window scored:\n{m}\n{}", agent.log()))
 }
 
 /// mosquitto_sub | Python confluent-kafka producer: raw frames to Kafka, no analytics.
