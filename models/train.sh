@@ -18,7 +18,9 @@
 # repository, used when present). Nothing is trained or tuned on them.
 #
 # Environment: CASES_PER_CLASS (default 300), TEST_CASES_PER_CLASS (100), WINDOWS_PER_CASE (6),
-# THREADS (all cores), MODEL_VERSION, PYTHON (python3).
+# THREADS (all cores), MODEL_VERSION, PYTHON (python3), MIN_FAULT_SNR_DB (unset: off; train
+# vibration-fault windows whose fault is quieter than this, dB against the machine without it,
+# as normal: see docs/model.md).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,7 +64,8 @@ done
 
 "$VENV/bin/python" "$MODELS/train.py" \
     --train "$WORK/train.csv" --test "$WORK/test.csv" \
-    --out-dir "$MODELS" --work-dir "$WORK" --version "$MODEL_VERSION" "$@"
+    --out-dir "$MODELS" --work-dir "$WORK" --version "$MODEL_VERSION" \
+    ${MIN_FAULT_SNR_DB:+--min-fault-snr-db "$MIN_FAULT_SNR_DB"} "$@"
 
 # tract versus onnxruntime for QDQ and QOperator, and inference time (release build).
 EDGEWATCH_MODEL_CHECK="$ROOT/$WORK/check-manifest.json" \

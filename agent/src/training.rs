@@ -727,6 +727,11 @@ pub struct LabelledWindow {
     pub label: String,
     /// Fault severity (0 when unknown or healthy).
     pub severity: f64,
+    /// How loud the labelled vibration fault is in this window: 10·log10 of the energy of the
+    /// fault's own contribution (the window minus the same window of the machine without the
+    /// fault) over the energy of the machine without it, dB. `None` for healthy, overheating
+    /// and recorded windows.
+    pub fault_snr_db: Option<f64>,
     /// Sample rate, Hz.
     pub sample_rate_hz: f64,
     /// Shaft speed, rpm.
@@ -762,18 +767,35 @@ pub fn run_case(
     };
     scenario.validate().map_err(scenario_error)?;
     // The node exactly as `nodes_for` makes it, sampling the asset plus its nuisance.
-    let settings = firmware_sim::nodes_for(&scenario)
-        .map_err(scenario_error)?
-        .remove(0)
-        .settings()
-        .clone();
-    let sim = AssetSim::new(&scenario, 0).map_err(scenario_error)?;
-    let mut node = SensorNode::new(
-        settings,
-        Box::new(NuisanceSource::new(sim, &case.nuisance, case.seed)),
-    );
+    let node_for = |scenario: &Scenario| -> Result<SensorNode, TrainingError> {
+        let settings = firmware_sim::nodes_for(scenario)
+            .map_err(scenario_error)?
+            .remove(0)
+            .settings()
+            .clone();
+        let sim = AssetSim::new(scenario, 0).map_err(scenario_error)?;
+        Ok(SensorNode::new(
+            settings,
+            Box::new(NuisanceSource::new(sim, &case.nuisance, case.seed)),
+        ))
+    };
+    let mut node = node_for(&scenario)?;
     let config = case.agent_config(window, features);
     let mut assembler = Assembler::new(&config);
+    // The same machine without its vibration fault, run in step: the simulator draws its
+    // random streams identically whatever the fault levels, so the difference of the two
+    // windows is the fault's own contribution (for `fault_snr_db`).
+    let mut twin = if case.faults() == FaultSeverity::HEALTHY {
+        None
+    } else {
+        let healthy = Case {
+            severity: 0.0,
+            ..case.clone()
+        };
+        Some((node_for(&healthy.scenario())?, Assembler::new(&config)))
+    };
+    let mut twin_cut: Vec<AssembledWindow> = Vec::new();
+    let mut twin_windows: Vec<AssembledWindow> = Vec::new();
     let mut extractor = FeatureExtractor::new(window.length, case.sample_rate_hz, features)
         .map_err(|source| TrainingError::Features {
             case: case.id,
@@ -800,7 +822,28 @@ pub fn run_case(
             },
             &mut cut,
         );
+        if let Some((twin_node, twin_assembler)) = twin.as_mut()
+            && let Some((twin_t_s, twin_frame)) = twin_node.emit()
+        {
+            twin_assembler.on_ingest(
+                Ingest {
+                    source: source.clone(),
+                    frame: twin_frame,
+                    received_ms: (twin_t_s * 1e3) as u64,
+                },
+                &mut twin_cut,
+            );
+            twin_windows.append(&mut twin_cut);
+        }
         for w in cut.drain(..) {
+            // The twin's window of the same samples (cut at the same step), taken whether or
+            // not this window is used, so nothing piles up.
+            let healthy = twin_windows
+                .iter()
+                .position(|t| {
+                    t.window.axis == w.window.axis && t.window.start_us == w.window.start_us
+                })
+                .map(|k| twin_windows.swap_remove(k));
             let first = *first_us.get_or_insert(w.window.start_us);
             let rate = if case.temperature_probe {
                 match w.temperature_rise_c_per_min {
@@ -827,6 +870,7 @@ pub fn run_case(
                 case: case.id,
                 label: case.class.name().to_string(),
                 severity: case.severity,
+                fault_snr_db: healthy.map(|h| fault_snr_db(&w.window.samples, &h.window.samples)),
                 sample_rate_hz: case.sample_rate_hz,
                 rpm: case.machine.rpm,
                 channel: ["x", "y", "z"][usize::from(w.window.axis)].to_string(),
@@ -967,6 +1011,7 @@ pub fn recording_windows(
                 case: i as u32,
                 label: row.label.clone(),
                 severity: row.fault_inches.unwrap_or(0.0),
+                fault_snr_db: None,
                 sample_rate_hz: row.sample_rate_hz,
                 rpm: row.rpm,
                 channel: row.file.clone(),
@@ -979,9 +1024,21 @@ pub fn recording_windows(
     Ok(out)
 }
 
+/// 10·log10(Σ(faulted − healthy)² / Σ healthy²), dB: the fault's share of a window against the
+/// machine without it (same samples but for the fault). −∞ when they are identical.
+pub fn fault_snr_db(faulted: &[f32], healthy: &[f32]) -> f64 {
+    let (mut fault, mut rest) = (0.0f64, 0.0f64);
+    for (&a, &b) in faulted.iter().zip(healthy) {
+        let d = f64::from(a) - f64::from(b);
+        fault += d * d;
+        rest += f64::from(b) * f64::from(b);
+    }
+    10.0 * (fault / rest.max(f64::MIN_POSITIVE)).log10()
+}
+
 /// The CSV header: metadata columns, then [`FEATURE_NAMES`].
 pub fn csv_header() -> String {
-    let mut h = String::from("case,label,severity,sample_rate_hz,rpm,channel,start_s");
+    let mut h = String::from("case,label,severity,fault_snr_db,sample_rate_hz,rpm,channel,start_s");
     for name in FEATURE_NAMES {
         h.push(',');
         h.push_str(name);
@@ -996,10 +1053,11 @@ pub fn write_csv(windows: &[LabelledWindow], mut out: impl Write) -> std::io::Re
     for w in windows {
         write!(
             out,
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{}",
             w.case,
             w.label,
             w.severity,
+            w.fault_snr_db.map(|x| x.to_string()).unwrap_or_default(),
             w.sample_rate_hz,
             w.rpm,
             w.channel.replace(',', "_"),
@@ -1171,6 +1229,38 @@ mod tests {
     }
 
     #[test]
+    fn only_vibration_faults_have_a_fault_snr_and_it_grows_with_severity() {
+        let opts = small();
+        for w in export(&opts, &|_, _| {}).unwrap() {
+            let vibration_fault = !matches!(w.label.as_str(), "normal" | "overheating");
+            assert_eq!(w.fault_snr_db.is_some(), vibration_fault, "{w:?}");
+            if let Some(snr) = w.fault_snr_db {
+                assert!((-60.0..60.0).contains(&snr), "{w:?}");
+            }
+        }
+        let case = Case::draw(1, 3, FaultClass::Outer, &[12_000.0]);
+        let snr = |severity| {
+            let case = Case {
+                severity,
+                ..case.clone()
+            };
+            run_case(&case, opts.window, &opts.features, 1).unwrap()[0]
+                .fault_snr_db
+                .unwrap()
+        };
+        // Impact peaks scale with severity², their energy with severity⁴: +33 dB from 0.15
+        // to 1 if the fault is all impacts.
+        let (faint, severe) = (snr(0.15), snr(1.0));
+        assert!(severe - faint > 25.0, "{faint} dB -> {severe} dB");
+        assert_eq!(
+            fault_snr_db(&[0.5, -0.25], &[0.5, -0.25]),
+            f64::NEG_INFINITY
+        );
+        let snr_one = fault_snr_db(&[2.0, 0.0], &[1.0, 0.0]);
+        assert!(snr_one.abs() < 1e-12, "{snr_one}");
+    }
+
+    #[test]
     fn the_csv_has_one_column_per_feature_and_reads_back_exactly() {
         let windows = export(&small(), &|_, _| {}).unwrap();
         let mut text = Vec::new();
@@ -1178,11 +1268,11 @@ mod tests {
         let text = String::from_utf8(text).unwrap();
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-        assert_eq!(&header[7..], FEATURE_NAMES);
+        assert_eq!(&header[8..], FEATURE_NAMES);
         for (line, w) in lines.zip(&windows) {
             let values: Vec<f32> = line
                 .split(',')
-                .skip(7)
+                .skip(8)
                 .map(|v| v.parse().unwrap())
                 .collect();
             assert_eq!(values, w.inputs);

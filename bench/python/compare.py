@@ -139,7 +139,9 @@ def main():
             check=True, stdout=subprocess.DEVNULL, env=single,
         )
         with open(agent_csv) as f:
-            a = np.array([[float(v) for v in r[7:]] for r in list(csv.reader(f))[1:]])
+            rows = list(csv.reader(f))
+            first = rows[0].index("log10_rms_g")
+            a = np.array([[float(v) for v in r[first:]] for r in rows[1:]])
         with open(py_csv) as f:
             p = np.array([[float(v) for v in r[2:]] for r in list(csv.reader(f))[1:]])
         if a.shape != p.shape:
