@@ -11,7 +11,12 @@ const FILES: [&str; 3] = [
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(builtin_model)");
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    // The manifest directory of this build, read when the script runs: `env!` would bake in
+    // the directory the script was compiled in, and cargo reuses a compiled build script for
+    // another checkout of the same sources sharing the target directory.
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let models = Path::new(&manifest_dir).join("../models");
     for f in FILES {
         println!("cargo::rerun-if-changed={}", models.join(f).display());
     }
