@@ -894,7 +894,7 @@ mod tests {
             100.0 * agreement
         );
         assert!(total >= 500, "{total}");
-        // The target is 99 % (issue 4; the committed model: 99.11 % on the 1920 held-out
+        // The target is 99 % (issue 4; the committed model: 99.38 % on the 1920 held-out
         // windows, docs/model.md).
         // This floor catches a broken quantisation (a quantised Softmax, wrong scales), which
         // lands far below it; the figure itself is reported by models/train.sh and the docs.
