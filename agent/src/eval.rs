@@ -4,9 +4,10 @@
 //! Input: a folder with `index.csv` (columns `file,label,...,rpm,sample_rate_hz,...,bpfi_order,
 //! bpfo_order,bsf_order,ftf_order`) and raw little-endian f32 recordings in g. Each recording is
 //! quantised to int16 blocks as a sensor would send it (full scale just above its peak), cut into
-//! windows by [`WindowAssembler`] (length: the power of two nearest below one second of samples,
-//! half overlap), scored, judged, and fed to the alert logic with the sensor clock as the agent
-//! clock. Output: one CSV row per recording.
+//! windows by [`WindowAssembler`] with the agent's window (`[window]`: by default 8192 samples,
+//! half overlap, whatever the sample rate, as a gateway runs and as the model is trained),
+//! scored, judged, and fed to the alert logic with the sensor clock as the agent clock. Output:
+//! one CSV row per recording.
 //!
 //! `--commission-windows N` ([`Mode::Commissioned`]) asks the other question: how does an agent
 //! that has been watching the machine behave? The recordings of each `channel` are then one
@@ -16,7 +17,7 @@
 
 use crate::alert::{AlertConfig, Level, Transition, WindowRef};
 use crate::baseline::BaselineConfig;
-use crate::features::eval::{IndexRow, parse_index, window_len_for};
+use crate::features::eval::{IndexRow, parse_index};
 use crate::features::{FeatureConfig, FeatureExtractor, MachineContext};
 use crate::scoring::{Classify, Scorer};
 use crate::window::{WindowAssembler, WindowConfig};
@@ -84,6 +85,7 @@ pub fn evaluate_recording(
     row: &IndexRow,
     samples: &[f32],
     classifier: Option<Box<dyn Classify>>,
+    window: WindowConfig,
     features: &FeatureConfig,
     alerts: &AlertConfig,
 ) -> Result<EvalRow> {
@@ -93,7 +95,7 @@ pub fn evaluate_recording(
         ..BaselineConfig::default()
     };
     let mut scorer = Scorer::new(classifier, baseline, alerts.clone(), None);
-    let (mut result, _) = run_recording(row, samples, &mut scorer, &row.file, 0, features)?;
+    let (mut result, _) = run_recording(row, samples, &mut scorer, &row.file, 0, window, features)?;
     // A baseline that never completes: no window is a commissioning one in this mode's terms.
     result.commissioning_windows = 0;
     result.flagged_after_commissioning = 0;
@@ -108,22 +110,16 @@ fn run_recording(
     scorer: &mut Scorer,
     asset: &str,
     t0_us: u64,
+    window: WindowConfig,
     features: &FeatureConfig,
 ) -> Result<(EvalRow, u64)> {
-    let length = window_len_for(row.sample_rate_hz);
-    let mut extractor = FeatureExtractor::new(length, row.sample_rate_hz, features)
+    let mut extractor = FeatureExtractor::new(window.length, row.sample_rate_hz, features)
         .with_context(|| format!("{}: sample rate {} Hz", row.file, row.sample_rate_hz))?;
     let ctx = MachineContext {
         shaft_hz: row.rpm / 60.0,
         orders: row.orders,
     };
-    let mut windower = WindowAssembler::new(
-        1,
-        WindowConfig {
-            length,
-            overlap: 0.5,
-        },
-    );
+    let mut windower = WindowAssembler::new(1, window);
     let peak = samples.iter().fold(0.0f32, |m, s| m.max(s.abs()));
     let scale = (peak * 1.05).max(1e-6) / f32::from(i16::MAX);
     let mut windows = Vec::new();
@@ -203,6 +199,7 @@ pub fn evaluate_dir(
     dir: &Path,
     mode: Mode,
     classifier: &dyn Fn() -> Option<Box<dyn Classify>>,
+    window: WindowConfig,
     features: &FeatureConfig,
     alerts: &AlertConfig,
 ) -> Result<Vec<EvalRow>> {
@@ -224,7 +221,9 @@ pub fn evaluate_dir(
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
         let result = match mode {
-            Mode::ColdStart => evaluate_recording(&row, &samples, classifier(), features, alerts)?,
+            Mode::ColdStart => {
+                evaluate_recording(&row, &samples, classifier(), window, features, alerts)?
+            }
             Mode::Commissioned { windows } => {
                 let (scorer, clock_us) = machines.entry(row.channel.clone()).or_insert_with(|| {
                     let baseline = BaselineConfig {
@@ -233,8 +232,15 @@ pub fn evaluate_dir(
                     };
                     (Scorer::new(classifier(), baseline, alerts.clone(), None), 0)
                 });
-                let (result, end_us) =
-                    run_recording(&row, &samples, scorer, &row.channel, *clock_us, features)?;
+                let (result, end_us) = run_recording(
+                    &row,
+                    &samples,
+                    scorer,
+                    &row.channel,
+                    *clock_us,
+                    window,
+                    features,
+                )?;
                 *clock_us = end_us;
                 result
             }
@@ -386,6 +392,7 @@ mod tests {
             &row("outer"),
             &outer_race_signal(120_000),
             None,
+            WindowConfig::default(),
             &FeatureConfig::default(),
             &AlertConfig::default(),
         )
@@ -394,6 +401,39 @@ mod tests {
         assert!(r.windows_flagged * 10 >= r.windows * 9, "{r:?}");
         assert!(r.alerted);
         assert_eq!(r.predicted_class, "outer");
+    }
+
+    #[test]
+    fn recordings_are_windowed_as_the_agent_is_configured_whatever_their_sample_rate() {
+        // One second at 20 kHz, as the IMS recordings: the agent's default window (8192
+        // samples, half overlap) fits four times; a 16384-sample window once.
+        let mut state = 3u64;
+        let noise: Vec<f32> = (0..20_480)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((state >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.2
+            })
+            .collect();
+        let mut r = row("normal");
+        r.sample_rate_hz = 20_000.0;
+        let windows = |window| {
+            evaluate_recording(
+                &r,
+                &noise,
+                None,
+                window,
+                &FeatureConfig::default(),
+                &AlertConfig::default(),
+            )
+            .unwrap()
+            .windows
+        };
+        assert_eq!(windows(WindowConfig::default()), 4);
+        let long = WindowConfig {
+            length: 16_384,
+            overlap: 0.5,
+        };
+        assert_eq!(windows(long), 1);
     }
 
     #[test]
@@ -409,6 +449,7 @@ mod tests {
             &row("normal"),
             &noise,
             None,
+            WindowConfig::default(),
             &FeatureConfig::default(),
             &AlertConfig::default(),
         )
@@ -464,6 +505,7 @@ mod tests {
                 dir.path(),
                 mode,
                 &|| Some(Box::<SometimesBall>::default() as Box<dyn Classify>),
+                WindowConfig::default(),
                 &FeatureConfig::default(),
                 &AlertConfig::default(),
             )

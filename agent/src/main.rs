@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use edgewatch_agent::config::Config;
 use edgewatch_agent::model::{Model, ModelSource, Variant};
+use edgewatch_agent::window::WindowConfig;
 use edgewatch_agent::{demo, runtime};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -70,6 +71,11 @@ enum Cmd {
         /// `[baseline] windows`), as an agent that has been watching it would.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(20..))]
         commission_windows: Option<u64>,
+        /// Window length, samples (the agent's `[window] length`; half overlap, as the agent's
+        /// default). The default is the agent's, whatever the sample rate, as on a gateway.
+        #[arg(long, value_name = "SAMPLES", default_value_t = WindowConfig::default_length() as u64,
+              value_parser = clap::value_parser!(u64).range(256..=65_536))]
+        window_len: u64,
     },
     /// Run recordings (a folder with index.csv and raw f32 files) through the feature code and
     /// print the envelope peak height at each labelled fault frequency, per class.
@@ -224,6 +230,7 @@ fn main() -> Result<ExitCode> {
             variant,
             no_model,
             commission_windows,
+            window_len,
         } => {
             let mode = match commission_windows {
                 None => edgewatch_agent::eval::Mode::ColdStart,
@@ -250,6 +257,10 @@ fn main() -> Result<ExitCode> {
                 &data,
                 mode,
                 &factory,
+                WindowConfig {
+                    length: usize::try_from(window_len)?,
+                    ..WindowConfig::default()
+                },
                 &edgewatch_agent::features::FeatureConfig::default(),
                 &edgewatch_agent::alert::AlertConfig::default(),
             )?;

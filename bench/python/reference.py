@@ -43,21 +43,15 @@ BACKGROUND_GUARD_BINS = 2
 FIRST_ENVELOPE_BIN = 2
 MAGNITUDE_FLOOR = 1e-15
 LOG_FLOOR = 1e-6
-MIN_WINDOW_LEN = 256
 BLOCK = 512
+# WindowConfig::default(): the agent's window (and `agent eval`'s), whatever the sample rate.
+WINDOW_LEN = 8192
 
 # FeatureConfig::default()
 VELOCITY_BAND_HZ = (10.0, 1000.0)
 SPEED_TOLERANCE = 0.02
 BACKGROUND_HALF_WIDTH_HZ = 20.0
 BAND_EDGES_HZ = (10.0, 1000.0, 3000.0, 6000.0)
-
-
-def window_len_for(fs):
-    one_second = int(max(fs, 0.0))
-    if one_second == 0:
-        return MIN_WINDOW_LEN
-    return max(1 << (one_second.bit_length() - 1), MIN_WINDOW_LEN)
 
 
 def candidate_bands(fs):
@@ -292,7 +286,7 @@ def main():
     ap.add_argument("--variant", default="int8", choices=("int8", "float"))
     ap.add_argument("--dump-inputs", help="write the model inputs per window to this CSV")
     ap.add_argument("--no-quantize", action="store_true", help="use the f32 samples as they are")
-    ap.add_argument("--window-len", type=int, help="window length (default: per sample rate)")
+    ap.add_argument("--window-len", type=int, help=f"window length (default: the agent's, {WINDOW_LEN})")
     args = ap.parse_args()
 
     session = None
@@ -317,7 +311,7 @@ def main():
         fs = float(row["sample_rate_hz"])
         raw = np.fromfile(os.path.join(args.data, row["file"]), dtype="<f4")
         x = sensor_samples(raw, not args.no_quantize)
-        n = args.window_len or window_len_for(fs)
+        n = args.window_len or WINDOW_LEN
         ex = extractors.get((n, fs))
         if ex is None:
             ex = extractors[(n, fs)] = Extractor(n, fs)
