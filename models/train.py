@@ -343,6 +343,9 @@ def main():
     ap.add_argument("--threshold", type=float, default=0.5,
                     help="flag a window when P(normal) is below this")
     ap.add_argument("--agreement-rows", type=int, default=2000)
+    ap.add_argument("--window-len", type=int, default=8192,
+                    help="window length (samples) the exports were cut with (agent export-features "
+                         "--window-len; default the agent's [window] length); written to the manifest")
     ap.add_argument("--min-fault-snr-db", type=float, default=None,
                     help="train vibration-fault windows whose fault_snr_db is below this as normal "
                          "(default: off; the labels are the simulated classes)")
@@ -468,6 +471,7 @@ def main():
         "description": "MLP fault classifier over the agent's normalised window features",
         "feature_names": features,
         "class_names": CLASS_NAMES,
+        "window_length": args.window_len,
         "normalisation": {
             "applied_in_graph": True,
             "formula": "(x - mean) * scale",

@@ -110,7 +110,12 @@ fn validate(path: &Path) -> ExitCode {
         Ok(c) => {
             let model = if c.model.enabled {
                 match Model::open(&c.model.source(), c.model.variant) {
-                    Ok(m) => format!("{} ({})", m.version(), m.key()),
+                    Ok(m) => {
+                        if let Some(warning) = m.window_mismatch(c.window.length) {
+                            eprintln!("{}: warning: {warning}", path.display());
+                        }
+                        format!("{} ({})", m.version(), m.key())
+                    }
                     Err(e) => {
                         eprintln!(
                             "{}: invalid configuration\nmodel.manifest: {} refused: {e}",

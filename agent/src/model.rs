@@ -118,6 +118,10 @@ pub struct Manifest {
     pub normalisation: Normalisation,
     /// Recommended thresholds.
     pub thresholds: Thresholds,
+    /// Window length (samples) of the windows the model was trained on; absent in manifests
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_length: Option<usize>,
     /// Model files by variant key (`float`, `int8`).
     pub models: std::collections::BTreeMap<String, ModelFile>,
 }
@@ -591,6 +595,22 @@ impl Model {
         })
     }
 
+    /// Why this model's verdicts on windows of `window_len` samples (the agent's `[window]
+    /// length`) are untested, or `None` when it was trained on that length (or the manifest
+    /// does not say). The features are normalised, but envelope peaks over background and
+    /// chance peaks depend on the resolution, so another length is outside the training.
+    pub fn window_mismatch(&self, window_len: usize) -> Option<String> {
+        let trained = self.manifest.window_length?;
+        (trained != window_len).then(|| {
+            format!(
+                "model {} was trained on {trained}-sample windows, [window] length is \
+                 {window_len}: expect more false positives (train one at this length: \
+                 WINDOW_LEN={window_len} models/train.sh)",
+                self.version
+            )
+        })
+    }
+
     /// The manifest the model was loaded with.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
@@ -747,7 +767,12 @@ pub struct ModelThread {
 
 impl ModelThread {
     /// Starts the thread with `model`; at most `queue` requests wait (at least 1).
-    pub fn spawn(model: Model, queue: usize) -> std::io::Result<Self> {
+    /// `window_len` is the agent's `[window] length`: a model (the first, or one loaded by a
+    /// reload) trained on other windows is logged as a warning.
+    pub fn spawn(model: Model, queue: usize, window_len: usize) -> std::io::Result<Self> {
+        if let Some(warning) = model.window_mismatch(window_len) {
+            tracing::warn!("{warning}");
+        }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(queue.max(1));
         let thread = std::thread::Builder::new()
             .name("edgewatch-model".into())
@@ -776,6 +801,9 @@ impl ModelThread {
                                     variant = new.key(),
                                     "model replaced"
                                 );
+                                if let Some(warning) = new.window_mismatch(window_len) {
+                                    tracing::warn!("{warning}");
+                                }
                                 model = new;
                                 model.version.clone()
                             });
@@ -813,6 +841,7 @@ impl ModelThread {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window::WindowConfig;
 
     /// The committed artifacts, found from this crate's folder (tests run without Python).
     fn models_dir() -> PathBuf {
@@ -924,6 +953,30 @@ mod tests {
     }
 
     #[test]
+    fn a_model_trained_on_other_windows_than_the_agents_is_named() {
+        // The committed model records its training window: the agent's default.
+        let model = Model::open(&ModelSource::File(manifest_path()), Variant::Int8).unwrap();
+        assert_eq!(
+            model.manifest().window_length,
+            Some(WindowConfig::default_length())
+        );
+        assert_eq!(model.window_mismatch(WindowConfig::default_length()), None);
+        let warning = model.window_mismatch(16_384).unwrap();
+        assert!(
+            warning.contains("8192-sample windows") && warning.contains("16384"),
+            "{warning}"
+        );
+        // A manifest from before the field existed: nothing to compare, nothing said.
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = copy_models(dir.path());
+        edit_manifest(&manifest, |v| {
+            v.as_object_mut().unwrap().remove("window_length");
+        });
+        let old = Model::open(&ModelSource::File(manifest), Variant::Int8).unwrap();
+        assert_eq!(old.window_mismatch(16_384), None);
+    }
+
+    #[test]
     fn a_corrupted_model_file_is_refused_by_its_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let manifest = copy_models(dir.path());
@@ -1024,7 +1077,7 @@ mod tests {
     fn the_model_thread_classifies_and_keeps_its_model_when_a_reload_is_refused() {
         let golden = golden();
         let model = Model::load(&manifest_path(), Variant::Int8).unwrap();
-        let thread = ModelThread::spawn(model, 4).unwrap();
+        let thread = ModelThread::spawn(model, 4, WindowConfig::default_length()).unwrap();
         let handle = thread.handle();
         let x = array(&golden.cases[0].inputs);
         let direct = handle.classify_blocking(x).unwrap();

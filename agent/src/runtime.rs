@@ -86,7 +86,12 @@ pub struct Running {
 }
 
 /// Loads the configured model and starts its thread; `None` when `[model] enabled = false`.
-pub fn start_model(config: &crate::model::ModelConfig) -> Result<Option<ModelThread>> {
+/// `window_len` is the agent's `[window] length` (a model trained on other windows is warned
+/// about).
+pub fn start_model(
+    config: &crate::model::ModelConfig,
+    window_len: usize,
+) -> Result<Option<ModelThread>> {
     if !config.enabled {
         tracing::info!("no classifier ([model] enabled = false): baseline and thresholds only");
         return Ok(None);
@@ -102,7 +107,7 @@ pub fn start_model(config: &crate::model::ModelConfig) -> Result<Option<ModelThr
     );
     set_model_info(model.version(), config.variant);
     Ok(Some(
-        ModelThread::spawn(model, config.queue).context("starting the model thread")?,
+        ModelThread::spawn(model, config.queue, window_len).context("starting the model thread")?,
     ))
 }
 
@@ -149,7 +154,7 @@ pub async fn start(
     let health = Arc::new(Health::new(epoch));
     let prometheus = prometheus()?;
     // After the recorder: the model-info gauge is set while loading.
-    let model = start_model(&config.model)?;
+    let model = start_model(&config.model, config.window.length)?;
     let config = Arc::new(config);
     let mut tasks = Vec::new();
     let mut threads = Vec::new();
