@@ -407,13 +407,7 @@ mod tests {
     fn recordings_are_windowed_as_the_agent_is_configured_whatever_their_sample_rate() {
         // One second at 20 kHz, as the IMS recordings: the agent's default window (8192
         // samples, half overlap) fits four times; a 16384-sample window once.
-        let mut state = 3u64;
-        let noise: Vec<f32> = (0..20_480)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
-                ((state >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.2
-            })
-            .collect();
+        let noise = noise(20_480, 3);
         let mut r = row("normal");
         r.sample_rate_hz = 20_000.0;
         let windows = |window| {
@@ -436,18 +430,22 @@ mod tests {
         assert_eq!(windows(long), 1);
     }
 
-    #[test]
-    fn noise_is_not_flagged() {
-        let mut state = 7u64;
-        let noise: Vec<f32> = (0..120_000)
+    /// `n` samples of uniform noise, ±0.1 g.
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
             .map(|_| {
                 state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
                 ((state >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.2
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn noise_is_not_flagged() {
         let r = evaluate_recording(
             &row("normal"),
-            &noise,
+            &noise(120_000, 7),
             None,
             WindowConfig::default(),
             &FeatureConfig::default(),
