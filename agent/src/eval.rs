@@ -407,13 +407,13 @@ mod tests {
     fn recordings_are_windowed_as_the_agent_is_configured_whatever_their_sample_rate() {
         // One second at 20 kHz, as the IMS recordings: the agent's default window (8192
         // samples, half overlap) fits four times; a 16384-sample window once.
-        let noise = noise(20_480, 3);
+        let slow = noise(20_480, 3);
         let mut r = row("normal");
         r.sample_rate_hz = 20_000.0;
         let windows = |window| {
             evaluate_recording(
                 &r,
-                &noise,
+                &slow,
                 None,
                 window,
                 &FeatureConfig::default(),
@@ -428,6 +428,21 @@ mod tests {
             overlap: 0.5,
         };
         assert_eq!(windows(long), 1);
+        // One second at 48.8 kHz (the MFPT rigs' rate): the same window, ten times.
+        let fast = noise(48_828, 5);
+        let mut r = row("normal");
+        r.sample_rate_hz = 48_828.0;
+        let result = evaluate_recording(
+            &r,
+            &fast,
+            None,
+            WindowConfig::default(),
+            &FeatureConfig::default(),
+            &AlertConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(result.windows, 10, "{result:?}");
+        assert_eq!(result.windows_flagged, 0, "{result:?}");
     }
 
     /// `n` samples of uniform noise, ±0.1 g.
