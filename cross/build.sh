@@ -25,7 +25,8 @@ repo=$(pwd)
 
 target=${1:?usage: cross/build.sh aarch64|armv7|amd64}
 profile=${PROFILE:-release-small}
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# as_root, apt_install (retries a failing apt-get update), have.
+. scripts/deps.sh
 
 case "$target" in
   aarch64) triple=aarch64-unknown-linux-gnu; debarch=arm64; gnu=aarch64-linux-gnu ;;
@@ -36,22 +37,6 @@ esac
 native=0
 [ "$(dpkg --print-architecture 2>/dev/null || echo unknown)" = "$debarch" ] && native=1
 
-apt_updated=0
-apt_install() {
-  if [ "$apt_updated" -eq 0 ]; then
-    # A mirror in mid-sync serves an index of the wrong size: retry rather than lose the suite.
-    # If it keeps failing, go on with the indexes apt has: the install says what is missing.
-    local try
-    for try in 1 2 3; do
-      as_root apt-get update -qq && break
-      if [ "$try" -eq 3 ]; then echo "apt-get update keeps failing; going on" >&2; break; fi
-      echo "apt-get update failed (try $try); retrying in $((try * 10)) s" >&2
-      sleep $((try * 10))
-    done
-    apt_updated=1
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
-}
 missing() { # prints the packages (name[:arch]) of "$@" that are not installed
   local p
   for p in "$@"; do
