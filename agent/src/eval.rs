@@ -388,15 +388,11 @@ mod tests {
 
     #[test]
     fn a_clear_outer_race_recording_is_flagged_and_alerted_in_cold_start() {
-        let r = evaluate_recording(
+        let r = cold(
             &row("outer"),
             &outer_race_signal(120_000),
-            None,
             WindowConfig::default(),
-            &FeatureConfig::default(),
-            &AlertConfig::default(),
-        )
-        .unwrap();
+        );
         assert!(r.windows >= 15, "{r:?}");
         assert!(r.windows_flagged * 10 >= r.windows * 9, "{r:?}");
         assert!(r.alerted);
@@ -410,18 +406,7 @@ mod tests {
         let slow = noise(20_480, 3);
         let mut r = row("normal");
         r.sample_rate_hz = 20_000.0;
-        let windows = |window| {
-            evaluate_recording(
-                &r,
-                &slow,
-                None,
-                window,
-                &FeatureConfig::default(),
-                &AlertConfig::default(),
-            )
-            .unwrap()
-            .windows
-        };
+        let windows = |window| cold(&r, &slow, window).windows;
         assert_eq!(windows(WindowConfig::default()), 4);
         let long = WindowConfig {
             length: 16_384,
@@ -432,17 +417,22 @@ mod tests {
         let fast = noise(48_828, 5);
         let mut r = row("normal");
         r.sample_rate_hz = 48_828.0;
-        let result = evaluate_recording(
-            &r,
-            &fast,
+        let result = cold(&r, &fast, WindowConfig::default());
+        assert_eq!(result.windows, 10, "{result:?}");
+        assert_eq!(result.windows_flagged, 0, "{result:?}");
+    }
+
+    /// Cold start without a classifier, default features and alerts.
+    fn cold(row: &IndexRow, samples: &[f32], window: WindowConfig) -> EvalRow {
+        evaluate_recording(
+            row,
+            samples,
             None,
-            WindowConfig::default(),
+            window,
             &FeatureConfig::default(),
             &AlertConfig::default(),
         )
-        .unwrap();
-        assert_eq!(result.windows, 10, "{result:?}");
-        assert_eq!(result.windows_flagged, 0, "{result:?}");
+        .unwrap()
     }
 
     /// `n` samples of uniform noise, ±0.1 g.
@@ -458,15 +448,7 @@ mod tests {
 
     #[test]
     fn noise_is_not_flagged() {
-        let r = evaluate_recording(
-            &row("normal"),
-            &noise(120_000, 7),
-            None,
-            WindowConfig::default(),
-            &FeatureConfig::default(),
-            &AlertConfig::default(),
-        )
-        .unwrap();
+        let r = cold(&row("normal"), &noise(120_000, 7), WindowConfig::default());
         assert_eq!(r.windows_flagged, 0, "{r:?}");
         assert!(!r.alerted);
         assert_eq!(r.predicted_class, "normal");

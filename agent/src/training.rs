@@ -794,7 +794,6 @@ pub fn run_case(
         };
         Some((node_for(&healthy.scenario())?, Assembler::new(&config)))
     };
-    let mut twin_cut: Vec<AssembledWindow> = Vec::new();
     let mut twin_windows: Vec<AssembledWindow> = Vec::new();
     let mut extractor = FeatureExtractor::new(window.length, case.sample_rate_hz, features)
         .map_err(|source| TrainingError::Features {
@@ -831,9 +830,8 @@ pub fn run_case(
                     frame: twin_frame,
                     received_ms: (twin_t_s * 1e3) as u64,
                 },
-                &mut twin_cut,
+                &mut twin_windows,
             );
-            twin_windows.append(&mut twin_cut);
         }
         for w in cut.drain(..) {
             // The twin's window of the same samples (cut at the same step), taken whether or
