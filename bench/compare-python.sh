@@ -12,6 +12,6 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r bench/python/requirements.txt
-cargo build --quiet --release -p edgewatch-agent
+cargo build --quiet --release -p edgewatch-lab
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-exec "$VENV/bin/python" bench/python/compare.py --agent "$TARGET_DIR/release/agent" "$@"
+exec "$VENV/bin/python" bench/python/compare.py --agent "$TARGET_DIR/release/lab" "$@"

@@ -150,12 +150,14 @@ export CARGO_TARGET_DIR=$target_dir
 echo "==> building $triple ($toolchain toolchain: $($cargo_bin --version), profile $profile)"
 start=$(date +%s)
 "$cargo_bin" build --locked --profile "$profile" --target "$triple" \
-  -p edgewatch-agent --bin agent -p firmware-sim --bin firmware-sim
+  -p edgewatch-agent --bin agent -p firmware-sim --bin firmware-sim -p edgewatch-lab --bin lab
 echo "built in $(( $(date +%s) - start )) s"
 
 out=$target_dir/$triple/$profile
 agent_size=$(stat -c %s "$out/agent")
 sim_size=$(stat -c %s "$out/firmware-sim")
+lab_size=$(stat -c %s "$out/lab")
 printf '%-32s %10s  %s\n' "$triple agent" "$agent_size" "$(awk -v b="$agent_size" 'BEGIN{printf "%.1f MB", b/1e6}')"
 printf '%-32s %10s  %s\n' "$triple firmware-sim" "$sim_size" "$(awk -v b="$sim_size" 'BEGIN{printf "%.1f MB", b/1e6}')"
-echo "sizes: $triple agent=$agent_size firmware-sim=$sim_size"
+printf '%-32s %10s  %s\n' "$triple lab" "$lab_size" "$(awk -v b="$lab_size" 'BEGIN{printf "%.1f MB", b/1e6}')"
+echo "sizes: $triple agent=$agent_size firmware-sim=$sim_size lab=$lab_size"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compares two `agent replay-features` outputs (JSON lines): the native build's and a
+"""Compares two `lab replay-features` outputs (JSON lines): the native build's and a
 cross-built one's under qemu.
 
 Same input, same code: the windows (asset, sensor, axis, start/end time, sample rate) and every

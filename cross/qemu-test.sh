@@ -2,12 +2,13 @@
 # Runs the cross-built agent under qemu-user and checks it against the native build:
 #  1. `agent validate` on the example config,
 #  2. `agent run` starts its pipeline under emulation and drains cleanly on SIGTERM,
-#  3. the same recorded simulator input (firmware-sim, native) through `agent replay-features`
+#  3. the same recorded simulator input (firmware-sim, native) through `lab replay-features` (the agent's
+#     decoder, windowing and features in the lab binary)
 #     natively and under qemu gives the same windows and the same features (compare_features.py:
 #     identical window keys, numeric features within the stated tolerance).
 #
 # Usage: cross/qemu-test.sh aarch64|armv7 [NATIVE_BIN_DIR]
-#   NATIVE_BIN_DIR holds native `agent` and `firmware-sim` (default: $CARGO_TARGET_DIR/debug or
+#   NATIVE_BIN_DIR holds native `agent`, `lab` and `firmware-sim` (default: $CARGO_TARGET_DIR/debug or
 #   target/debug). The cross binary comes from cross/build.sh (EDGEWATCH_CROSS_TARGET_DIR, PROFILE).
 # Environment: SIM_SECONDS (default 20) of simulated sensor time to record.
 set -euo pipefail
@@ -22,7 +23,8 @@ case "$target" in
   *) echo "unknown target '$target': expected aarch64 or armv7" >&2; exit 2 ;;
 esac
 cross_agent=${EDGEWATCH_CROSS_TARGET_DIR:-$repo/target/cross}/$triple/$profile/agent
-for f in "$cross_agent" "$native_dir/agent" "$native_dir/firmware-sim"; do
+cross_lab=${EDGEWATCH_CROSS_TARGET_DIR:-$repo/target/cross}/$triple/$profile/lab
+for f in "$cross_agent" "$cross_lab" "$native_dir/agent" "$native_dir/lab" "$native_dir/firmware-sim"; do
   [ -x "$f" ] || { echo "FAIL: $f is missing (cross/build.sh $target; cargo build --workspace --bins)" >&2; exit 1; }
 done
 command -v "$qemu" >/dev/null || { echo "FAIL: $qemu missing: cross/build.sh $target installs qemu-user" >&2; exit 1; }
@@ -63,9 +65,9 @@ echo "== $triple: same simulator input, native vs $qemu"
   --duration-s "${SIM_SECONDS:-20}" 2>/dev/null
 echo "recorded $(stat -c %s "$work/frames.bin") bytes of frames (${SIM_SECONDS:-20} s of the demo scenario)"
 t0=$(date +%s.%N)
-"$native_dir/agent" replay-features --config configs/laptop-demo.toml --frames "$work/frames.bin" --out "$work/native.jsonl"
+"$native_dir/lab" replay-features --config configs/laptop-demo.toml --frames "$work/frames.bin" --out "$work/native.jsonl"
 t1=$(date +%s.%N)
-"${emu[@]}" "$cross_agent" replay-features --config configs/laptop-demo.toml --frames "$work/frames.bin" --out "$work/cross.jsonl"
+"${emu[@]}" "$cross_lab" replay-features --config configs/laptop-demo.toml --frames "$work/frames.bin" --out "$work/cross.jsonl"
 t2=$(date +%s.%N)
 awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "replay: native %.1f s, qemu %.1f s\n", b - a, c - b }'
 python3 cross/compare_features.py "$work/native.jsonl" "$work/cross.jsonl"

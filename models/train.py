@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train, export, quantise and check the edgewatch fault classifier.
 
-Input: CSVs written by `agent export-features` (simulated machines run through the agent's own
+Input: CSVs written by `lab export-features` (simulated machines run through the agent's own
 windowing and feature code). Output, in --out-dir:
 
   edgewatch-classifier.onnx       float32 MLP: Sub/Mul normalisation, MatMul+Add, Relu, Softmax
@@ -14,7 +14,7 @@ windowing and feature code). Output, in --out-dir:
 Everything is deterministic for given CSVs and pinned package versions. Intermediate files
 (the QOperator variant checked in tract, calibration data) go to --work-dir.
 
-Real recordings (--real NAME=CSV, exported with `agent export-features --recordings DIR`) are
+Real recordings (--real NAME=CSV, exported with `lab export-features --recordings DIR`) are
 only *evaluated* and reported; they never influence training or thresholds.
 """
 

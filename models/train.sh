@@ -6,7 +6,7 @@
 # 1. creates models/.venv and installs the pinned requirements (numpy, scikit-learn, onnx,
 #    onnxruntime; no PyTorch),
 # 2. exports labelled feature vectors with the agent's own code
-#    (`agent export-features`: simulated machines -> windowing -> features), one seed for
+#    (`lab export-features`: simulated machines -> windowing -> features), one seed for
 #    training and another for the held-out test,
 # 3. trains the MLP, exports float ONNX, quantises to int8 (QDQ) and QOperator, writes
 #    manifest.json, golden.json, agreement-set.csv and report.md (models/train.py),
@@ -47,9 +47,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$MODELS/requirements.txt"
 
-cargo build --release -p edgewatch-agent
+cargo build --release -p edgewatch-lab
 export_features() {
-    cargo run --quiet --release -p edgewatch-agent -- export-features --window-len "$WINDOW_LEN" "$@"
+    cargo run --quiet --release -p edgewatch-lab --bin lab -- export-features --window-len "$WINDOW_LEN" "$@"
 }
 # shellcheck disable=SC2086
 export_features --out "$WORK/train.csv" --seed 1 --cases-per-class "$CASES_PER_CLASS" \
@@ -83,6 +83,6 @@ EDGEWATCH_MODEL_CHECK="$ROOT/$WORK/check-manifest.json" \
 } >> "$MODELS/report.md"
 
 # The committed-artifact tests (golden outputs, agreement, refusal of bad models).
-cargo test --quiet --release -p edgewatch-agent --lib model::
+cargo test --quiet --release -p edgewatch-agent --lib analyze::model::
 
 echo "done: $MODELS/report.md"

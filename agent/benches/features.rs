@@ -5,7 +5,9 @@
 //! and windows per second.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use edgewatch_agent::features::{FaultOrders, FeatureConfig, FeatureExtractor, MachineContext};
+use edgewatch_agent::analyze::features::{
+    FaultOrders, FeatureConfig, FeatureExtractor, MachineContext,
+};
 use std::f64::consts::TAU;
 use std::hint::black_box;
 

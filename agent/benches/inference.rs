@@ -6,8 +6,8 @@
 //! `cargo bench -p edgewatch-agent --bench inference`; criterion prints the time per window.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use edgewatch_agent::features::MODEL_INPUT_LEN;
-use edgewatch_agent::model::{Model, Variant};
+use edgewatch_agent::analyze::features::MODEL_INPUT_LEN;
+use edgewatch_agent::analyze::model::{Model, Variant};
 use std::hint::black_box;
 
 /// The golden cases' inputs.

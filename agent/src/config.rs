@@ -9,14 +9,17 @@
 //!
 //! Defaults are `const fn`s beside the fields and listed in `docs/config.md`.
 
-use crate::features::FeatureConfig;
-use crate::window::WindowConfig;
-use firmware_sim::physics::bearing::{
-    BearingError, BearingGeometry, deserialize_geometry_or_preset,
-};
+use crate::analyze::features::{FaultOrders, FeatureConfig, MachineContext};
+use crate::analyze::{AnalysisConfig, AnalyzedAsset};
+use crate::assemble::AssemblerConfig;
+use crate::assemble::window::WindowConfig;
+pub use crate::field::FieldError;
+pub use crate::ingest::config::{MqttSource, SerialSource};
+pub use crate::queue::WhenFull;
+use edgewatch_common::bearing::{BearingError, BearingGeometry, deserialize_geometry_or_preset};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -37,21 +40,6 @@ pub enum ConfigError {
     /// Values that parse but are not acceptable.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<FieldError>),
-}
-
-/// One unacceptable value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// TOML path of the value, e.g. `asset[0].sensors`.
-    pub field: String,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.reason)
-    }
 }
 
 /// The whole configuration.
@@ -84,13 +72,13 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Per-asset learned baseline.
     #[serde(default)]
-    pub baseline: crate::baseline::BaselineConfig,
+    pub baseline: crate::analyze::baseline::BaselineConfig,
     /// Alert thresholds and hysteresis.
     #[serde(default)]
-    pub alerts: crate::alert::AlertConfig,
+    pub alerts: crate::analyze::alert::AlertConfig,
     /// The on-device classifier.
     #[serde(default)]
-    pub model: crate::model::ModelConfig,
+    pub model: crate::analyze::model::ModelConfig,
     /// The durable outbox.
     #[serde(default)]
     pub outbox: crate::outbox::OutboxConfig,
@@ -131,156 +119,6 @@ impl Default for AgentSection {
     }
 }
 
-/// What a bounded channel does when it is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WhenFull {
-    /// The producer waits. For MQTT this holds back acknowledgements, so the broker keeps the
-    /// messages (nothing is lost); for serial the kernel's buffer absorbs the wait until it
-    /// overflows.
-    Block,
-    /// The new item is dropped and counted.
-    DropNewest,
-}
-
-/// `[[serial]]`: one serial port carrying COBS-framed sensor frames.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SerialSource {
-    /// Device path, e.g. `/dev/ttyUSB0` or `/dev/serial/by-id/...`.
-    pub device: PathBuf,
-    /// Baud rate.
-    #[serde(default = "SerialSource::default_baud")]
-    pub baud: u32,
-    /// First reconnect delay after the device disappears, ms (doubles up to the maximum).
-    #[serde(default = "SerialSource::default_reconnect_min_ms")]
-    pub reconnect_min_ms: u64,
-    /// Longest reconnect delay, ms.
-    #[serde(default = "SerialSource::default_reconnect_max_ms")]
-    pub reconnect_max_ms: u64,
-    /// Optional sensor-to-asset mapping for sensors on this port, e.g. `7 = "pump-1"`; adds to
-    /// the assets' own `sensors` lists.
-    #[serde(default)]
-    pub sensors: BTreeMap<String, String>,
-}
-
-impl SerialSource {
-    /// 921600 baud: one axis at 12.8 kHz needs about 256 kbaud; a USB CDC device ignores it.
-    pub const fn default_baud() -> u32 {
-        921_600
-    }
-    /// 200 ms.
-    pub const fn default_reconnect_min_ms() -> u64 {
-        200
-    }
-    /// 10 s.
-    pub const fn default_reconnect_max_ms() -> u64 {
-        10_000
-    }
-}
-
-/// `[mqtt]`: a broker the sensors publish to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttSource {
-    /// `mqtt://host[:port]` (default port 1883) or `mqtts://host[:port]` (TLS, default 8883).
-    pub url: String,
-    /// Client id; with `clean_session = false` the broker keeps the session under this id.
-    #[serde(default = "MqttSource::default_client_id")]
-    pub client_id: String,
-    /// Topic filters to subscribe to.
-    #[serde(default = "MqttSource::default_topics")]
-    pub topics: Vec<String>,
-    /// Subscription QoS, 0 to 2. At QoS 1 with a persistent session nothing is lost while the
-    /// agent is disconnected.
-    #[serde(default = "MqttSource::default_qos")]
-    pub qos: u8,
-    /// Start a new session on every connect (loses messages sent while away).
-    #[serde(default)]
-    pub clean_session: bool,
-    /// Keep-alive interval, s.
-    #[serde(default = "MqttSource::default_keep_alive_s")]
-    pub keep_alive_s: u64,
-    /// User name.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Password; prefer `password_file`.
-    #[serde(default)]
-    pub password: Option<String>,
-    /// File whose first line is the password.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// CA certificate (PEM) to verify the broker, for `mqtts://`.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate (PEM), for mutual TLS.
-    #[serde(default)]
-    pub cert_file: Option<PathBuf>,
-    /// Client private key (PEM), for mutual TLS.
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
-    /// First reconnect delay, ms (doubles with jitter up to the maximum).
-    #[serde(default = "MqttSource::default_reconnect_min_ms")]
-    pub reconnect_min_ms: u64,
-    /// Longest reconnect delay, ms.
-    #[serde(default = "MqttSource::default_reconnect_max_ms")]
-    pub reconnect_max_ms: u64,
-}
-
-impl MqttSource {
-    /// `"edgewatch-agent"`.
-    pub fn default_client_id() -> String {
-        "edgewatch-agent".into()
-    }
-    /// `["sensors/#"]`, the simulator's and the documented sensor topic layout.
-    pub fn default_topics() -> Vec<String> {
-        vec!["sensors/#".into()]
-    }
-    /// 1.
-    pub const fn default_qos() -> u8 {
-        1
-    }
-    /// 15 s.
-    pub const fn default_keep_alive_s() -> u64 {
-        15
-    }
-    /// 200 ms.
-    pub const fn default_reconnect_min_ms() -> u64 {
-        200
-    }
-    /// 30 s.
-    pub const fn default_reconnect_max_ms() -> u64 {
-        30_000
-    }
-
-    /// Host, port and whether TLS is used, from `url`.
-    pub fn endpoint(&self) -> Result<(String, u16, bool), String> {
-        let (rest, tls) = if let Some(r) = self.url.strip_prefix("mqtt://") {
-            (r, false)
-        } else if let Some(r) = self.url.strip_prefix("mqtts://") {
-            (r, true)
-        } else {
-            return Err(format!(
-                "`{}` must start with mqtt:// or mqtts://",
-                self.url
-            ));
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("`{p}` in `{}` is not a port number", self.url))?,
-            ),
-            None => (rest, if tls { 8883 } else { 1883 }),
-        };
-        if host.is_empty() {
-            return Err(format!("`{}` has no host", self.url));
-        }
-        Ok((host.to_string(), port, tls))
-    }
-}
-
 /// `[[asset]]`: one machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -298,7 +136,7 @@ pub struct Asset {
     /// Velocity severity zone limits, mm/s, for this machine's class; default:
     /// `features.zone_limits`.
     #[serde(default)]
-    pub severity: Option<crate::features::ZoneLimits>,
+    pub severity: Option<crate::analyze::features::ZoneLimits>,
 }
 
 /// `[pipeline]`.
@@ -457,6 +295,49 @@ impl Config {
             }
         }
         map
+    }
+
+    /// What the assembler needs: windows, reordering limits, sensor-to-asset map, trends.
+    pub fn assembler(&self) -> AssemblerConfig {
+        AssemblerConfig {
+            window: self.window,
+            reorder_max_frames: self.pipeline.reorder_max_frames,
+            reorder_wait_ms: self.pipeline.reorder_wait_ms,
+            sensor_assets: self.sensor_assets(),
+            assets: self.assets.iter().map(|a| a.id.clone()).collect(),
+            temperature: self.features.temperature,
+        }
+    }
+
+    /// What the analysis stage needs: features, baseline, alerts and each machine's context.
+    pub fn analysis(&self) -> AnalysisConfig {
+        AnalysisConfig {
+            features: self.features.clone(),
+            baseline: self.baseline,
+            alerts: self.alerts.clone(),
+            window_len: self.window.length,
+            data_dir: Some(self.agent.data_dir.clone()),
+            assets: self
+                .assets
+                .iter()
+                .map(|a| {
+                    let o = a.bearing.orders();
+                    AnalyzedAsset {
+                        id: a.id.clone(),
+                        context: MachineContext {
+                            shaft_hz: a.shaft_rpm / 60.0,
+                            orders: FaultOrders {
+                                bpfo: o.bpfo,
+                                bpfi: o.bpfi,
+                                bsf: o.bsf,
+                                ftf: o.ftf,
+                            },
+                        },
+                        zone_limits: a.severity,
+                    }
+                })
+                .collect(),
+        }
     }
 
     /// Checks everything parsing cannot; returns every problem found.

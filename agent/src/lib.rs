@@ -1,25 +1,31 @@
-//! The edgewatch gateway agent as a library: configuration, sources, ordering and windowing,
-//! features, and the pipeline that joins them. The `agent` binary is a thin command line over it.
+//! The edgewatch gateway agent as a library. The `agent` binary (`run`, `validate`) is a thin
+//! command line over it; the lab tools (`edgewatch-lab`) reuse it offline.
+//!
+//! One folder per stage of the data path, in the order data flows:
+//!
+//! ```text
+//! ingest ──Ingest──► assemble ──AssembledWindow──► analyze ──WindowReport──► report ──Record──► outbox ──► forward ──► Kafka
+//! serial, MQTT       sequencer, windows,          features, model,          summaries,         sled,       rdkafka,
+//! (decode frames)    temperature trend            baseline, alerts          messages           ledger      delete on ack
+//! ```
+//!
+//! Each stage is a pure core that takes the time as an argument and a thin driver (a task or a
+//! thread) around it; [`runtime`] alone wires them together. [`ops`] holds what watches the
+//! process (health, the HTTP endpoint, systemd notification), [`clock`] the process's one
+//! clock, [`config`] the whole configuration file, built from each stage's own section.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod alert;
-pub mod baseline;
+pub mod analyze;
+pub mod assemble;
+pub mod backoff;
+pub mod clock;
 pub mod config;
-pub mod demo;
-pub mod eval;
-pub mod features;
+pub mod field;
 pub mod forward;
-pub mod health;
-pub mod http;
-pub mod model;
-pub mod notify;
+pub mod ingest;
+pub mod ops;
 pub mod outbox;
-pub mod pipeline;
-pub mod replay;
+pub mod queue;
+pub mod report;
 pub mod runtime;
-pub mod scoring;
-pub mod sequencer;
-pub mod source;
-pub mod training;
-pub mod window;

@@ -1,19 +1,35 @@
-//! Starts and stops the whole agent: metrics, sources, pipeline stages and a report consumer.
+//! Starts and stops the whole agent: the only module that wires the stages together.
+//!
+//! ```text
+//! ingest ─(1)─► assemble ─(2)─► analyze ─(3)─► report ─(4)─► outbox writer ──► outbox ──► forward
+//! ```
+//!
+//! Every bounded channel and what it does when full:
+//!
+//! | channel | capacity | when full |
+//! |---|---|---|
+//! | (1) ingest: frames | `pipeline.ingest_capacity` | `pipeline.ingest_when_full` ([`WhenFull`](crate::queue::WhenFull)): block or drop newest |
+//! | (2) analysis input: windows and model reloads | `pipeline.window_capacity` | block: the assembler waits (frames then queue in (1)) |
+//! | (3) window reports | `pipeline.window_capacity` | block: the analysis thread waits |
+//! | (4) records to the writer | `outbox.queue_capacity` | summaries and heartbeats dropped and counted, alerts wait up to 5 s ([`Reporter`](crate::report::Reporter)) |
 //!
 //! Shutdown order (one deadline, `pipeline.drain_timeout_ms`): the token cancels the sources;
 //! their channel senders drop; the assembler drains the ingest channel and flushes held frames;
-//! the feature thread drains the windows; the consumer sees the report channel close.
+//! the analysis thread drains the windows; the reporter sees the report channel close and
+//! hands its open summaries to the writer, which flushes; then the forwarder stops.
 
+use crate::analyze::model::{Model, ModelSource, Variant};
+use crate::analyze::scoring::Classify;
+use crate::analyze::{self, ModelControl, WindowReport};
+use crate::assemble;
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::health::Health;
-use crate::model::{Model, ModelHandle, ModelSource, ModelThread, Variant};
-use crate::pipeline::{self, WindowReport};
-use crate::scoring::Classify;
-use crate::source::{self, IngestSender};
+use crate::ingest::{self, IngestSender};
+use crate::ops::health::Health;
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -79,19 +95,18 @@ pub struct Running {
     pub health: Arc<Health>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    model: Option<ModelThread>,
+    model: Option<ModelControl>,
     drain: Duration,
     /// The Kafka forwarder and its stop token: stopped last, after the outbox writer flushed.
     forwarder: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
 }
 
-/// Loads the configured model and starts its thread; `None` when `[model] enabled = false`.
-/// `window_len` is the agent's `[window] length` (a model trained on other windows is warned
-/// about).
-pub fn start_model(
-    config: &crate::model::ModelConfig,
+/// Loads the configured model; `None` when `[model] enabled = false`. `window_len` is the
+/// agent's `[window] length` (a model trained on other windows is warned about).
+pub fn load_model(
+    config: &crate::analyze::model::ModelConfig,
     window_len: usize,
-) -> Result<Option<ModelThread>> {
+) -> Result<Option<Model>> {
     if !config.enabled {
         tracing::info!("no classifier ([model] enabled = false): baseline and thresholds only");
         return Ok(None);
@@ -105,10 +120,11 @@ pub fn start_model(
         source = %source,
         "model loaded"
     );
+    if let Some(warning) = model.window_mismatch(window_len) {
+        tracing::warn!("{warning}");
+    }
     set_model_info(model.version(), config.variant);
-    Ok(Some(
-        ModelThread::spawn(model, config.queue, window_len).context("starting the model thread")?,
-    ))
+    Ok(Some(model))
 }
 
 fn set_model_info(version: &str, variant: Variant) {
@@ -125,7 +141,7 @@ fn set_model_info(version: &str, variant: Variant) {
 /// Replaces the running model with `variant` from `source`; on refusal the current model keeps
 /// running and the error says why. Counted in `edgewatch_model_reloads_total{result}`.
 pub async fn reload_model(
-    handle: &ModelHandle,
+    handle: &ModelControl,
     source: ModelSource,
     variant: Variant,
 ) -> Result<Arc<str>> {
@@ -150,11 +166,11 @@ pub async fn start(
     shutdown: CancellationToken,
     mut on_report: impl FnMut(WindowReport) + Send + 'static,
 ) -> Result<Running> {
-    let epoch = Instant::now();
-    let health = Arc::new(Health::new(epoch));
+    let clock = Clock::start();
+    let health = Arc::new(Health::new(clock));
     let prometheus = prometheus()?;
     // After the recorder: the model-info gauge is set while loading.
-    let model = start_model(&config.model, config.window.length)?;
+    let model = load_model(&config.model, config.window.length)?;
     let config = Arc::new(config);
     let mut tasks = Vec::new();
     let mut threads = Vec::new();
@@ -165,7 +181,7 @@ pub async fn start(
             .await
             .with_context(|| format!("metrics.listen: cannot bind {addr}"))?;
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::http::serve(listener, p, h, s).await {
+            if let Err(e) = crate::ops::http::serve(listener, p, h, s).await {
                 tracing::error!(error = %e, "metrics endpoint failed");
             }
         }));
@@ -188,89 +204,90 @@ pub async fn start(
     }
 
     let (ingest_tx, ingest_rx) = mpsc::channel(config.pipeline.ingest_capacity);
-    let (window_tx, window_rx) = mpsc::channel(config.pipeline.window_capacity);
+    let (window_tx, window_rx) = mpsc::channel::<analyze::Input>(config.pipeline.window_capacity);
     let (report_tx, mut report_rx) = mpsc::channel::<WindowReport>(config.pipeline.window_capacity);
-    let sender = IngestSender::new(ingest_tx, config.pipeline.ingest_when_full, epoch);
+    let sender = IngestSender::new(ingest_tx, config.pipeline.ingest_when_full, clock);
 
     for serial in &config.serial {
         threads.push(
-            source::serial::spawn(serial.clone(), sender.clone(), shutdown.clone())
+            ingest::serial::spawn(serial.clone(), sender.clone(), shutdown.clone())
                 .context("starting a serial reader thread")?,
         );
     }
     if let Some(mqtt) = config.mqtt.clone() {
-        source::mqtt::options(&mqtt)?;
+        ingest::mqtt::options(&mqtt)?;
         let (tx, s) = (sender.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = source::mqtt::run(mqtt, tx, s).await {
+            if let Err(e) = ingest::mqtt::run(mqtt, tx, s).await {
                 tracing::error!(error = %e, "mqtt source failed");
             }
         }));
     }
     drop(sender);
 
+    let control = model
+        .is_some()
+        .then(|| ModelControl::new(window_tx.clone()));
     {
-        let (c, h) = (config.clone(), health.clone());
+        let (c, h) = (config.assembler(), health.clone());
         tasks.push(tokio::spawn(async move {
-            pipeline::assemble(&c, ingest_rx, window_tx, epoch, h).await;
+            assemble::assemble(&c, ingest_rx, window_tx, clock, h).await;
         }));
     }
     {
-        let (c, h) = (config.clone(), health.clone());
-        let classifier = model
-            .as_ref()
-            .map(|m| Box::new(m.handle()) as Box<dyn Classify>);
+        let (c, h) = (config.analysis(), health.clone());
+        let classifier = model.map(|m| Box::new(m) as Box<dyn Classify>);
         threads.push(
             std::thread::Builder::new()
-                .name("features".into())
+                .name("analysis".into())
                 .spawn(move || {
-                    pipeline::extract_features(&c, window_rx, report_tx, h, classifier, epoch)
+                    analyze::extract_features(&c, window_rx, report_tx, h, classifier, clock)
                 })
-                .context("starting the feature thread")?,
+                .context("starting the analysis thread")?,
         );
     }
-    let (sink, store, writer, forwarder) = start_outbox(&config)?;
+    let (reporter, store, writer, forwarder) = start_outbox(&config, clock)?;
     threads.push(writer);
     let h = health.clone();
     let summary_ms = (config.outbox.summary_interval_s * 1000.0) as u64;
     let heartbeat_ms = (config.outbox.heartbeat_interval_s * 1000.0) as u64;
     tasks.push(tokio::spawn(async move {
-        let mut sink = sink;
+        let mut reporter = reporter;
         let mut tick = tokio::time::interval(Duration::from_millis(summary_ms.clamp(10, 1000)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_heartbeat = heartbeat_ms;
-        let now = || epoch.elapsed().as_millis() as u64;
         loop {
             tokio::select! {
                 report = report_rx.recv() => {
                     let Some(report) = report else { break };
                     h.report_consumed();
-                    sink.on_report(&report, now()).await;
+                    reporter.on_report(&report, clock.now()).await;
                     on_report(report);
                 }
                 _ = tick.tick() => {
-                    sink.poll(now()).await;
-                    if heartbeat_ms > 0 && now() >= next_heartbeat {
-                        next_heartbeat = now() + heartbeat_ms;
-                        sink.heartbeat(&heartbeat(&h, epoch, &*store)).await;
+                    let now = clock.now();
+                    reporter.poll(now).await;
+                    if heartbeat_ms > 0 && now.ms >= next_heartbeat {
+                        next_heartbeat = now.ms + heartbeat_ms;
+                        reporter.heartbeat(&heartbeat(&h, now.ms, &*store), now).await;
                     }
                 }
             }
         }
-        sink.finish().await;
+        reporter.finish(clock.now()).await;
     }));
     Ok(Running {
         health,
         tasks,
         threads,
-        model,
+        model: control,
         drain: Duration::from_millis(config.pipeline.drain_timeout_ms),
         forwarder,
     })
 }
 
 type OutboxParts = (
-    crate::outbox::sink::Sink,
+    crate::report::Reporter,
     Arc<dyn crate::outbox::Outbox>,
     std::thread::JoinHandle<()>,
     Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
@@ -278,14 +295,14 @@ type OutboxParts = (
 
 /// Opens the outbox (moving an unreadable one aside), starts its writer thread and, with a
 /// `[kafka]` section, the forwarder.
-fn start_outbox(config: &Config) -> Result<OutboxParts> {
+fn start_outbox(config: &Config, clock: Clock) -> Result<OutboxParts> {
     use crate::outbox::{self, Outbox, SledOutbox, sled_store::Opened};
     let dir = config.outbox.resolved_dir(&config.agent.data_dir);
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let (store, opened) = SledOutbox::open(&dir, config.outbox.max_bytes, outbox::unix_ms() / 1000)
+    let (store, opened) = SledOutbox::open(&dir, config.outbox.max_bytes, clock.unix_ms() / 1000)
         .with_context(|| format!("opening the outbox {}", dir.display()))?;
     match opened {
         Opened::MovedAside { moved_to, reason } => {
@@ -309,20 +326,26 @@ fn start_outbox(config: &Config) -> Result<OutboxParts> {
         }
     }
     let store: Arc<dyn Outbox> = Arc::new(store);
-    outbox::publish_gauges(&*store, outbox::unix_ms());
-    let (tx, rx) = mpsc::channel(config.outbox.queue_capacity);
+    outbox::publish_gauges(&*store, clock.unix_ms());
+    let (tx, rx) = outbox::writer::queue(config.outbox.queue_capacity);
     let flushed = Arc::new(tokio::sync::Notify::new());
     let writer = outbox::writer::spawn(
         store.clone(),
         config.outbox.flush_interval_ms,
         rx,
         flushed.clone(),
-        tokio::runtime::Handle::current(),
+        clock,
     )
     .context("starting the outbox writer thread")?;
     let forwarder = config.kafka.clone().map(|k| {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(crate::forward::run(k, store.clone(), flushed, stop.clone()));
+        let task = tokio::spawn(crate::forward::run(
+            k,
+            store.clone(),
+            flushed,
+            stop.clone(),
+            clock,
+        ));
         (task, stop)
     });
     if forwarder.is_none() {
@@ -330,7 +353,7 @@ fn start_outbox(config: &Config) -> Result<OutboxParts> {
     }
     let summary_ms = (config.outbox.summary_interval_s * 1000.0) as u64;
     Ok((
-        crate::outbox::sink::Sink::new(config.agent.id.clone(), summary_ms, tx),
+        crate::report::Reporter::new(config.agent.id.clone(), summary_ms, tx),
         store,
         writer,
         forwarder,
@@ -339,13 +362,13 @@ fn start_outbox(config: &Config) -> Result<OutboxParts> {
 
 fn heartbeat(
     h: &Health,
-    epoch: Instant,
+    now_ms: u64,
     store: &dyn crate::outbox::Outbox,
-) -> crate::outbox::message::Heartbeat {
+) -> crate::report::message::Heartbeat {
     let t = h.throughput();
     let d = store.depth();
-    crate::outbox::message::Heartbeat {
-        uptime_s: epoch.elapsed().as_secs_f64(),
+    crate::report::message::Heartbeat {
+        uptime_s: now_ms as f64 / 1000.0,
         frames_assembled: t.frames_assembled,
         windows_scored: t.windows_scored,
         outbox_records: d.records,
@@ -355,9 +378,9 @@ fn heartbeat(
 }
 
 impl Running {
-    /// The model thread, to reload the model while running (`None`: no classifier).
-    pub fn model(&self) -> Option<ModelHandle> {
-        self.model.as_ref().map(ModelThread::handle)
+    /// The way to reload the model while running (`None`: no classifier).
+    pub fn model(&self) -> Option<ModelControl> {
+        self.model.clone()
     }
 
     /// Waits for every stage to finish after the shutdown token was cancelled, at most the
@@ -370,14 +393,12 @@ impl Running {
                 return false;
             }
         }
-        let (threads, model) = (self.threads, self.model);
+        // The analysis thread ends when its input closes: drop this control's sender.
+        let threads = self.threads;
+        drop(self.model);
         let joined = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
-            }
-            // The feature thread held the last other handle.
-            if let Some(m) = model {
-                let _ = m.join();
             }
         });
         let drained = tokio::time::timeout_at(deadline, joined).await.is_ok();

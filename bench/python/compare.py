@@ -2,14 +2,14 @@
 """Agent versus the Python reference pipeline on the same recordings.
 
 1. Writes a deterministic set of synthetic recordings (shaft harmonics, outer-race impacts
-   ringing a resonance, noise; 12 kHz and 20 kHz) in the `agent eval` input layout.
+   ringing a resonance, noise; 12 kHz and 20 kHz) in the `lab eval` input layout.
 2. Checks that both compute the same features: `agent export-features --recordings` against
    `reference.py --no-quantize --dump-inputs` on the 12 kHz files (maximum difference printed).
-3. Runs `agent eval` and `reference.py` (features + the committed int8 classifier, one window at
+3. Runs `lab eval` and `reference.py` (features + the committed int8 classifier, one window at
    a time) on the whole set, each in its own process, and prints windows per CPU-second (the
    throughput of one core), peak RSS, and the ratios.
 
-Usage: compare.py --agent PATH_TO_AGENT [--python PY] [--model MANIFEST] [--seconds S]
+Usage: compare.py --agent PATH_TO_LAB_BINARY [--python PY] [--model MANIFEST] [--seconds S]
 """
 
 import argparse
@@ -171,7 +171,7 @@ def main():
               f"{agent_windows} windows; python model: {'int8 onnxruntime' if with_model else 'none'}")
         print("| pipeline | windows/s per core | CPU s | peak RSS MiB |")
         print("|---|---:|---:|---:|")
-        print(f"| agent eval (Rust) | {agent_rate:.0f} | {agent_cpu:.2f} | {agent_rss:.1f} |")
+        print(f"| lab eval (Rust, the agent's code) | {agent_rate:.0f} | {agent_cpu:.2f} | {agent_rss:.1f} |")
         print(f"| reference.py (numpy + onnxruntime) | {py_rate:.0f} | {py_cpu:.2f} | {py_rss:.1f} |")
         print(f"throughput ratio agent/python: {agent_rate / py_rate:.1f}x (target >= 30x); "
               f"RSS ratio python/agent: {py_rss / agent_rss:.1f}x")

@@ -7,7 +7,8 @@
 
 pub mod driver;
 pub mod link;
-pub mod logging;
+/// The logging set-up shared with the agent (`edgewatch-common`).
+pub use edgewatch_common::logging;
 pub mod node;
 pub mod output;
 pub mod physics;

@@ -100,8 +100,8 @@ fn the_example_configurations_parse_and_the_laptop_one_matches_the_simulator_dem
 fn the_demo_runs_the_whole_pipeline_and_shows_every_asset() {
     let dir = tempfile::tempdir().unwrap();
     let mut demo = Proc::spawn(
-        "agent demo",
-        Command::new(workspace_bin("agent"))
+        "lab demo",
+        Command::new(workspace_bin("lab"))
             .args([
                 "demo",
                 "--duration-s",

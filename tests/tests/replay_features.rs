@@ -1,4 +1,4 @@
-//! `agent replay-features`: a firmware-sim recording through the agent's decoder, windowing and
+//! `lab replay-features`: a firmware-sim recording through the agent's decoder, windowing and
 //! features offline. The cross-build check (`cross/qemu-test.sh`) compares its output between
 //! architectures, so it must produce windows, name them, and be deterministic.
 
@@ -24,7 +24,7 @@ sensors = [2]
 
 fn replay(dir: &std::path::Path, frames: &std::path::Path, name: &str) -> String {
     let out = dir.join(name);
-    let run = Command::new(workspace_bin("agent"))
+    let run = Command::new(workspace_bin("lab"))
         .args(["replay-features", "--config"])
         .arg(dir.join("agent.toml"))
         .arg("--frames")

@@ -1,6 +1,6 @@
 //! `[kafka]` configuration and the librdkafka settings made from it.
 
-use crate::config::FieldError;
+use crate::field::FieldError;
 use crate::outbox::Kind;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};

@@ -2,7 +2,7 @@
 //!
 //! A thin async loop around [`window::SendWindow`] (which records are with the producer, where
 //! to resume after a failure), [`pace::Throttle`] (the sending-rate cap) and
-//! [`crate::source::Backoff`].
+//! [`crate::backoff::Backoff`].
 //! The producer is rdkafka's `FutureProducer` with `enable.idempotence=true` and `acks=all`, so
 //! librdkafka itself retries in order and without duplicates while the connection comes and
 //! goes; the key is the asset id, so each asset's records share a partition and keep their
@@ -28,8 +28,8 @@ pub mod window;
 
 pub use config::KafkaConfig;
 
+use crate::backoff::Backoff;
 use crate::outbox::{Kind, Outbox, Seq, count_drop};
-use crate::source::Backoff;
 use pace::Throttle;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -98,9 +98,9 @@ pub async fn run(
     outbox: Arc<dyn Outbox>,
     flushed: Arc<Notify>,
     stop: CancellationToken,
+    clock: crate::clock::Clock,
 ) {
-    let epoch = Instant::now();
-    let now_ms = || epoch.elapsed().as_millis() as u64;
+    let now_ms = || clock.now_ms();
     let mut window: SendWindow<Sent> = SendWindow::new(cfg.max_in_flight);
     let mut throttle = Throttle::new(cfg.replay_records_per_s, cfg.replay_bytes_per_s);
     let mut backoff = Backoff::new(cfg.retry_min_ms, cfg.retry_max_ms);

@@ -1,4 +1,4 @@
-//! The sending-rate cap. Pure: time (ms) is an input. (Retry backoff: [`crate::source::Backoff`],
+//! The sending-rate cap. Pure: time (ms) is an input. (Retry backoff: [`crate::backoff::Backoff`],
 //! shared with the sources' reconnects.)
 
 /// Token buckets on records/s and bytes/s, each holding at most one second of its rate.

@@ -1,6 +1,6 @@
 //! `[outbox]` configuration.
 
-use crate::config::FieldError;
+use crate::field::FieldError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

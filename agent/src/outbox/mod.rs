@@ -29,15 +29,9 @@
 
 pub mod config;
 pub mod ledger;
-pub mod message;
 pub mod record;
-pub mod sink;
 pub mod sled_store;
-pub mod summary;
 pub mod writer;
-
-#[cfg(test)]
-mod cross_module_tests;
 
 pub use config::OutboxConfig;
 pub use ledger::{Depth, Seq};

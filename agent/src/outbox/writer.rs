@@ -6,10 +6,44 @@
 //! included, so a clean restart sends nothing twice), and ends.
 
 use super::record::Kind;
-use super::{Outbox, Record, count_drop, publish_gauges, unix_ms};
+use super::{Outbox, Record, count_drop, publish_gauges};
+use crate::clock::{Clock, Stopwatch};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{Notify, mpsc};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The writer's bounded input queue. A plain thread channel: the writer waits on it with a
+/// timeout (its flush deadline) without an async runtime. When full, the sender decides
+/// ([`crate::report::Reporter`]: summaries and heartbeats are dropped and counted, an alert
+/// waits up to 5 s).
+pub fn queue(capacity: usize) -> (WriterSender, Receiver<Record>) {
+    let (tx, rx) = sync_channel(capacity.max(1));
+    (WriterSender(tx), rx)
+}
+
+/// The sending side of [`queue`].
+#[derive(Debug, Clone)]
+pub struct WriterSender(SyncSender<Record>);
+
+/// Why a record was not queued.
+#[derive(Debug)]
+pub enum QueueError {
+    /// The queue is full; the record is handed back.
+    Full(Record),
+    /// The writer has stopped.
+    Closed,
+}
+
+impl WriterSender {
+    /// Queues `record` if there is room, without waiting.
+    pub fn try_send(&self, record: Record) -> Result<(), QueueError> {
+        self.0.try_send(record).map_err(|e| match e {
+            TrySendError::Full(r) => QueueError::Full(r),
+            TrySendError::Disconnected(_) => QueueError::Closed,
+        })
+    }
+}
 
 /// When to flush. Pure: time (ms of any monotonic clock) is an input.
 #[derive(Debug, Clone)]
@@ -57,23 +91,22 @@ impl FlushPolicy {
 pub fn spawn(
     outbox: Arc<dyn Outbox>,
     flush_interval_ms: u64,
-    mut rx: mpsc::Receiver<Record>,
+    rx: Receiver<Record>,
     flushed: Arc<Notify>,
-    runtime: tokio::runtime::Handle,
+    clock: Clock,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("outbox-writer".into())
         .spawn(move || {
-            let epoch = Instant::now();
-            let now = || epoch.elapsed().as_millis() as u64;
+            let now = || clock.now_ms();
             let mut policy = FlushPolicy::new(flush_interval_ms);
             let mut gauges_at = 0;
             loop {
                 let wait = Duration::from_millis(policy.wait_ms(now()).max(1));
-                let got = runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
-                let closed = matches!(got, Ok(None));
+                let got = rx.recv_timeout(wait);
+                let closed = matches!(got, Err(RecvTimeoutError::Disconnected));
                 let mut urgent = false;
-                if let Ok(Some(record)) = got {
+                if let Ok(record) = got {
                     urgent |= append(&*outbox, &record, &mut policy, now());
                     // Take whatever else is queued before deciding to flush.
                     while let Ok(record) = rx.try_recv() {
@@ -90,11 +123,11 @@ pub fn spawn(
                     break;
                 }
                 if now() >= gauges_at {
-                    publish_gauges(&*outbox, unix_ms());
+                    publish_gauges(&*outbox, clock.unix_ms());
                     gauges_at = now() + 500;
                 }
             }
-            publish_gauges(&*outbox, unix_ms());
+            publish_gauges(&*outbox, clock.unix_ms());
             tracing::info!(
                 records = outbox.depth().records,
                 "outbox writer flushed and stopped"
@@ -103,7 +136,7 @@ pub fn spawn(
 }
 
 fn flush(outbox: &dyn Outbox, policy: &mut FlushPolicy, flushed: &Notify) {
-    let started = Instant::now();
+    let started = Stopwatch::start();
     match outbox.flush() {
         Ok(()) => {
             policy.flushed();

@@ -9,7 +9,8 @@
 //! times, and every random draw comes from a seeded generator, so a scenario and seed always
 //! reproduce the same data.
 
-pub mod bearing;
+/// Bearing kinematics live in `edgewatch-common`, shared with the agent.
+pub use edgewatch_common::bearing;
 pub mod scenario;
 pub mod thermal;
 pub mod vibration;

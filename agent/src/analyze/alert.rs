@@ -1,0 +1,738 @@
+//! Alerts: per-window evidence combined into hysteretic, explained, per-asset alerts.
+//!
+//! Every scored window is first judged on its own ([`judge`]): normal, warning or critical, with
+//! the finding that decided it. Evidence, strongest first:
+//!
+//! 1. the classifier: a fault class with probability ≥ `classifier_warning`; critical when the
+//!    probability is ≥ `classifier_critical` *and* there is severity evidence (zone C or D, a
+//!    bearing line ≥ `envelope_critical_db`, or an anomaly score ≥ 2 × the baseline threshold).
+//!    Once the asset has a baseline, a class the model already called on more than
+//!    `classifier_habitual_rate` of its commissioning windows, but not on most of them (see
+//!    [`crate::analyze::baseline`]), counts only in a window that is also anomalous: what the model
+//!    calls a fault there now and then is this machine's normal state;
+//! 2. the envelope spectrum (works before any model or baseline): the strongest bearing line
+//!    (BPFO, BPFI, BSF, 2×BSF) ≥ `envelope_warning_db`, critical ≥ `envelope_critical_db`;
+//! 3. temperature: level ≥ `temperature_warning_c` or rise ≥ `temperature_rise_warning_c_per_min`,
+//!    critical ≥ `temperature_critical_c`;
+//! 4. velocity severity: zone C is a warning, zone D critical;
+//! 5. the learned baseline, once commissioned: anomaly score ≥ its threshold is a warning.
+//!
+//! Then per asset ([`AlertEngine`]), with the agent's clock as an input:
+//! - an alert is **raised** when `raise_after` of the last `raise_window` windows are abnormal
+//!   (and the asset is not in its cool-down), at warning or — if as many were critical — at
+//!   critical level;
+//! - an active warning **escalates** to critical when `raise_after` of the last `raise_window`
+//!   windows are critical; it keeps its id (one incident, one id) and never de-escalates;
+//! - it **clears** after `clear_after` consecutive normal windows, and the asset then stays
+//!   quiet for `cooldown_s`, so a flapping machine does not flood the uplink.
+//!
+//! One asset has at most one active alert; its id is `<asset>-<ms of the agent clock when raised>`,
+//! stable through escalation and clearing.
+
+use crate::analyze::features::{Features, SeverityZone};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+
+/// Alert thresholds and hysteresis (`[alerts]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertConfig {
+    /// Abnormal windows among the last `raise_window` that raise an alert.
+    pub raise_after: usize,
+    /// Windows considered for raising and escalating.
+    pub raise_window: usize,
+    /// Consecutive normal windows that clear an alert.
+    pub clear_after: usize,
+    /// Quiet time after a clear, s.
+    pub cooldown_s: f64,
+    /// Fault-class probability for a warning.
+    pub classifier_warning: f64,
+    /// Fault-class probability for a critical alert (with severity evidence).
+    pub classifier_critical: f64,
+    /// Share of an asset's commissioning windows above which a fault class the model called
+    /// there is habitual for that asset (counted afterwards only with an anomaly).
+    pub classifier_habitual_rate: f64,
+    /// Bearing line height for a warning, dB over background.
+    pub envelope_warning_db: f64,
+    /// Bearing line height for a critical alert, dB over background.
+    pub envelope_critical_db: f64,
+    /// Temperature for a warning, °C.
+    pub temperature_warning_c: f64,
+    /// Temperature for a critical alert, °C.
+    pub temperature_critical_c: f64,
+    /// Rate of rise for a warning, °C/min.
+    pub temperature_rise_warning_c_per_min: f64,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        Self {
+            raise_after: 3,
+            raise_window: 5,
+            clear_after: 10,
+            cooldown_s: 300.0,
+            classifier_warning: 0.6,
+            classifier_critical: 0.9,
+            classifier_habitual_rate: 0.02,
+            envelope_warning_db: 15.0,
+            envelope_critical_db: 24.0,
+            temperature_warning_c: 80.0,
+            temperature_critical_c: 95.0,
+            temperature_rise_warning_c_per_min: 2.0,
+        }
+    }
+}
+
+impl AlertConfig {
+    /// Whether the classifier called a fault: a class other than `normal` with probability
+    /// ≥ `classifier_warning`.
+    pub fn calls_fault(&self, c: &ClassVerdict) -> bool {
+        c.class != "normal" && c.probability >= self.classifier_warning
+    }
+
+    /// Checks ranges; returns `(field, reason)` for each problem.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut p = Vec::new();
+        if self.raise_window == 0 || self.raise_after == 0 || self.raise_after > self.raise_window {
+            p.push((
+                "raise_after",
+                format!(
+                    "{} of {} windows: need 1 <= raise_after <= raise_window",
+                    self.raise_after, self.raise_window
+                ),
+            ));
+        }
+        if self.clear_after == 0 {
+            p.push(("clear_after", "must be > 0".into()));
+        }
+        if self.cooldown_s.is_nan() || self.cooldown_s < 0.0 {
+            p.push(("cooldown_s", "must be >= 0".into()));
+        }
+        for (f, v) in [
+            ("classifier_warning", self.classifier_warning),
+            ("classifier_critical", self.classifier_critical),
+            ("classifier_habitual_rate", self.classifier_habitual_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                p.push((f, format!("{v} is not a probability")));
+            }
+        }
+        if self.classifier_critical < self.classifier_warning {
+            p.push(("classifier_critical", "is below classifier_warning".into()));
+        }
+        if self.envelope_critical_db < self.envelope_warning_db {
+            p.push((
+                "envelope_critical_db",
+                "is below envelope_warning_db".into(),
+            ));
+        }
+        if self.temperature_critical_c < self.temperature_warning_c {
+            p.push((
+                "temperature_critical_c",
+                "is below temperature_warning_c".into(),
+            ));
+        }
+        p
+    }
+}
+
+/// Severity of a window or an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Nothing abnormal.
+    Normal,
+    /// Plan maintenance.
+    Warning,
+    /// Act now.
+    Critical,
+}
+
+/// What the classifier said about a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassVerdict {
+    /// Top class name (`normal` for healthy).
+    pub class: String,
+    /// Its probability.
+    pub probability: f64,
+    /// Model version.
+    pub model_version: String,
+}
+
+/// Everything known about one window, the input of [`judge`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence<'a> {
+    /// The window's features.
+    pub features: &'a Features,
+    /// Classifier output, when a model is loaded.
+    pub class: Option<ClassVerdict>,
+    /// Anomaly score and its top contributors, once the asset's baseline exists.
+    pub anomaly: Option<(f64, Vec<(String, f64)>)>,
+    /// The baseline's anomaly threshold.
+    pub anomaly_threshold: f64,
+    /// The classifier's class is habitual for this asset ([`crate::analyze::baseline::Baseline::habitual`]).
+    pub habitual_class: bool,
+}
+
+/// Why a window was judged as it was: the explanation carried by an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// `outer`, `inner`, `ball`, `imbalance`, `misalignment`, `looseness`, `overheating`,
+    /// `vibration` (severity zone), `anomaly`, or `normal`.
+    pub kind: String,
+    /// One sentence for people.
+    pub reason: String,
+    /// Classifier class and probability, if a model is loaded.
+    pub class: Option<String>,
+    /// Probability of `class`.
+    pub probability: Option<f64>,
+    /// Model version, if a model is loaded.
+    pub model_version: Option<String>,
+    /// Anomaly score, if the asset has a baseline.
+    pub anomaly_score: Option<f64>,
+    /// Features that moved most from the baseline `(name, robust z)`.
+    pub top_features: Vec<(String, f64)>,
+    /// Strongest bearing line: name, frequency in Hz, dB over background.
+    pub bearing_line: (String, f64, f64),
+    /// Velocity RMS, mm/s, and its zone.
+    pub velocity_rms_mm_s: f64,
+    /// Severity zone.
+    pub zone: SeverityZone,
+    /// Temperature, °C.
+    pub temperature_c: Option<f64>,
+}
+
+fn line_kind(name: &str) -> &'static str {
+    match name {
+        "BPFO" => "outer",
+        "BPFI" => "inner",
+        "BSF" | "2xBSF" => "ball",
+        _ => "cage",
+    }
+}
+
+/// Judges one window on its own.
+pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
+    let f = e.features;
+    let (line, hz, db) = f.strongest_bearing_peak();
+    // The cage line (FTF) is left out: healthy machines show it (docs/features.md).
+    let bearing = [
+        ("BPFO", f.envelope.bpfo_hz, f.envelope.bpfo_db),
+        ("BPFI", f.envelope.bpfi_hz, f.envelope.bpfi_db),
+        ("2xBSF", f.envelope.bsf_2x_hz, f.envelope.bsf_2x_db),
+        ("BSF", f.envelope.bsf_hz, f.envelope.bsf_db),
+    ]
+    .into_iter()
+    .fold(
+        ("BPFO", 0.0, f64::MIN),
+        |b, l| if l.2 > b.2 { l } else { b },
+    );
+    let anomaly = e.anomaly.as_ref().map(|a| a.0);
+    let severe = f.zone >= SeverityZone::C
+        || bearing.2 >= cfg.envelope_critical_db
+        || anomaly.is_some_and(|a| a >= 2.0 * e.anomaly_threshold);
+    let mut finding = Finding {
+        kind: "normal".into(),
+        reason: String::new(),
+        class: e.class.as_ref().map(|c| c.class.clone()),
+        probability: e.class.as_ref().map(|c| c.probability),
+        model_version: e.class.as_ref().map(|c| c.model_version.clone()),
+        anomaly_score: anomaly,
+        top_features: e.anomaly.as_ref().map(|a| a.1.clone()).unwrap_or_default(),
+        bearing_line: (line.to_string(), hz, db),
+        velocity_rms_mm_s: f.velocity_rms_mm_s,
+        zone: f.zone,
+        temperature_c: f.temperature_c,
+    };
+    let mut verdict = |level: Level, kind: &str, reason: String| {
+        finding.kind = kind.to_string();
+        finding.reason = reason;
+        level
+    };
+    let anomalous = anomaly.is_some_and(|a| a >= e.anomaly_threshold);
+    let level = if let Some(c) = e
+        .class
+        .as_ref()
+        .filter(|c| cfg.calls_fault(c) && (!e.habitual_class || anomalous))
+    {
+        let level = if c.probability >= cfg.classifier_critical && severe {
+            Level::Critical
+        } else {
+            Level::Warning
+        };
+        verdict(
+            level,
+            &c.class,
+            format!(
+                "classifier: {} (p = {:.2}); strongest bearing line {} at {:.1} Hz, {:+.1} dB; \
+                 velocity {:.2} mm/s, zone {}",
+                c.class,
+                c.probability,
+                bearing.0,
+                bearing.1,
+                bearing.2,
+                f.velocity_rms_mm_s,
+                f.zone
+            ),
+        )
+    } else if bearing.2 >= cfg.envelope_warning_db {
+        let level = if bearing.2 >= cfg.envelope_critical_db {
+            Level::Critical
+        } else {
+            Level::Warning
+        };
+        verdict(
+            level,
+            line_kind(bearing.0),
+            format!(
+                "envelope spectrum: {} line at {:.1} Hz, {:+.1} dB over background",
+                bearing.0, bearing.1, bearing.2
+            ),
+        )
+    } else if let Some(t) = f.temperature_c.filter(|&t| t >= cfg.temperature_warning_c) {
+        let level = if t >= cfg.temperature_critical_c {
+            Level::Critical
+        } else {
+            Level::Warning
+        };
+        verdict(level, "overheating", format!("temperature {t:.1} °C"))
+    } else if let Some(r) = f
+        .temperature_rise_c_per_min
+        .filter(|&r| r >= cfg.temperature_rise_warning_c_per_min)
+    {
+        verdict(
+            Level::Warning,
+            "overheating",
+            format!("temperature rising {r:.2} °C/min"),
+        )
+    } else if f.zone >= SeverityZone::C {
+        let level = if f.zone == SeverityZone::D {
+            Level::Critical
+        } else {
+            Level::Warning
+        };
+        verdict(
+            level,
+            "vibration",
+            format!("velocity {:.2} mm/s, zone {}", f.velocity_rms_mm_s, f.zone),
+        )
+    } else if let Some(a) = anomaly.filter(|&a| a >= e.anomaly_threshold) {
+        let top = finding
+            .top_features
+            .iter()
+            .map(|(n, z)| format!("{n} (z {z:.1})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        verdict(
+            Level::Warning,
+            "anomaly",
+            format!("anomaly score {a:.1} against the learned baseline; most changed: {top}"),
+        )
+    } else {
+        Level::Normal
+    };
+    (level, finding)
+}
+
+/// What happened to an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    /// A new alert.
+    Raised,
+    /// An active warning became critical.
+    Escalated,
+    /// The machine is back to normal.
+    Cleared,
+}
+
+/// An alert event, ready to be written to the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Stable id of the incident: same for raise, escalation and clear.
+    pub id: String,
+    /// Asset.
+    pub asset: String,
+    /// What happened.
+    pub transition: Transition,
+    /// Level after the transition (the last level for a clear).
+    pub level: Level,
+    /// Agent clock of the event, ms.
+    pub at_ms: u64,
+    /// Sensor time of the deciding window, µs.
+    pub window_start_us: u64,
+    /// Sensor time after the deciding window, µs.
+    pub window_end_us: u64,
+    /// The sensor of the deciding window.
+    pub sensor_id: u32,
+    /// What was found and why.
+    pub finding: Finding,
+}
+
+#[derive(Debug)]
+struct Active {
+    id: String,
+    level: Level,
+    normal_streak: usize,
+    finding: Finding,
+}
+
+#[derive(Debug, Default)]
+struct AssetState {
+    recent: VecDeque<Level>,
+    active: Option<Active>,
+    quiet_until_ms: u64,
+}
+
+/// The window being fed to the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowRef<'a> {
+    /// Asset.
+    pub asset: &'a str,
+    /// Sensor.
+    pub sensor_id: u32,
+    /// Sensor time of the first sample, µs.
+    pub start_us: u64,
+    /// Sensor time after the last sample, µs.
+    pub end_us: u64,
+}
+
+/// Per-asset hysteresis. Pure: the agent's clock is passed in.
+#[derive(Debug, Default)]
+pub struct AlertEngine {
+    cfg: AlertConfig,
+    assets: HashMap<String, AssetState>,
+}
+
+impl AlertEngine {
+    /// An engine with thresholds `cfg`.
+    pub fn new(cfg: AlertConfig) -> Self {
+        Self {
+            cfg,
+            assets: HashMap::new(),
+        }
+    }
+
+    /// The active alert level of an asset.
+    pub fn active_level(&self, asset: &str) -> Option<Level> {
+        self.assets
+            .get(asset)
+            .and_then(|s| s.active.as_ref())
+            .map(|a| a.level)
+    }
+
+    /// Judges a window and applies the hysteresis; returns an event when the alert changes.
+    pub fn observe(
+        &mut self,
+        w: WindowRef<'_>,
+        evidence: &Evidence<'_>,
+        now_ms: u64,
+    ) -> Option<AlertEvent> {
+        let (level, finding) = judge(&self.cfg, evidence);
+        self.apply(w, level, finding, now_ms)
+    }
+
+    /// Applies the hysteresis to an already judged window.
+    pub fn apply(
+        &mut self,
+        w: WindowRef<'_>,
+        level: Level,
+        finding: Finding,
+        now_ms: u64,
+    ) -> Option<AlertEvent> {
+        let cfg = &self.cfg;
+        let state = self.assets.entry(w.asset.to_string()).or_default();
+        state.recent.push_back(level);
+        while state.recent.len() > cfg.raise_window {
+            state.recent.pop_front();
+        }
+        let abnormal = state.recent.iter().filter(|&&l| l != Level::Normal).count();
+        let critical = state
+            .recent
+            .iter()
+            .filter(|&&l| l == Level::Critical)
+            .count();
+        let event = |id: &str, transition, level, finding: Finding| AlertEvent {
+            id: id.to_string(),
+            asset: w.asset.to_string(),
+            transition,
+            level,
+            at_ms: now_ms,
+            window_start_us: w.start_us,
+            window_end_us: w.end_us,
+            sensor_id: w.sensor_id,
+            finding,
+        };
+        match &mut state.active {
+            None => {
+                if abnormal >= cfg.raise_after
+                    && now_ms >= state.quiet_until_ms
+                    && level != Level::Normal
+                {
+                    let level = if critical >= cfg.raise_after {
+                        Level::Critical
+                    } else {
+                        Level::Warning
+                    };
+                    let id = format!("{}-{now_ms}", w.asset);
+                    state.active = Some(Active {
+                        id: id.clone(),
+                        level,
+                        normal_streak: 0,
+                        finding: finding.clone(),
+                    });
+                    return Some(event(&id, Transition::Raised, level, finding));
+                }
+                None
+            }
+            Some(active) => {
+                if level == Level::Normal {
+                    active.normal_streak += 1;
+                    if active.normal_streak >= cfg.clear_after {
+                        let done = state.active.take()?;
+                        state.quiet_until_ms = now_ms + (cfg.cooldown_s * 1000.0) as u64;
+                        state.recent.clear();
+                        let mut last = done.finding;
+                        last.reason = format!(
+                            "{} normal windows in a row; last finding: {}",
+                            cfg.clear_after, last.reason
+                        );
+                        return Some(event(&done.id, Transition::Cleared, done.level, last));
+                    }
+                    return None;
+                }
+                active.normal_streak = 0;
+                active.finding = finding.clone();
+                if active.level == Level::Warning && critical >= cfg.raise_after {
+                    active.level = Level::Critical;
+                    return Some(event(
+                        &active.id,
+                        Transition::Escalated,
+                        Level::Critical,
+                        finding,
+                    ));
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::features::EnvelopePeaks;
+
+    fn features(zone: SeverityZone, bpfo_db: f64, temperature_c: Option<f64>) -> Features {
+        Features {
+            rms_g: 0.1,
+            peak_g: 0.4,
+            crest_factor: 4.0,
+            kurtosis: 3.0,
+            skewness: 0.0,
+            velocity_rms_mm_s: 1.0,
+            zone,
+            order_0_5x_g: 0.0,
+            order_1x_g: 0.01,
+            order_2x_g: 0.0,
+            order_3x_g: 0.0,
+            band_rms_g: [0.0; crate::analyze::features::BAND_COUNT],
+            envelope: EnvelopePeaks {
+                band_hz: [2000.0, 4000.0],
+                band_kurtosis: 0.0,
+                bpfo_db,
+                bpfo_2x_db: 0.0,
+                bpfi_db: 2.0,
+                bpfi_2x_db: 0.0,
+                bsf_db: 1.0,
+                bsf_2x_db: 1.0,
+                ftf_db: 9.0,
+                ftf_2x_db: 0.0,
+                bpfo_hz: 88.0,
+                bpfi_hz: 133.0,
+                bsf_hz: 58.0,
+                bsf_2x_hz: 116.0,
+                ftf_hz: 9.8,
+            },
+            temperature_c,
+            temperature_rise_c_per_min: None,
+        }
+    }
+
+    fn evidence(f: &Features) -> Evidence<'_> {
+        Evidence {
+            features: f,
+            class: None,
+            anomaly: None,
+            anomaly_threshold: 6.0,
+            habitual_class: false,
+        }
+    }
+
+    fn window(i: u64) -> WindowRef<'static> {
+        WindowRef {
+            asset: "pump-1",
+            sensor_id: 1,
+            start_us: i * 1000,
+            end_us: i * 1000 + 1000,
+        }
+    }
+
+    /// Feeds levels at 1 s per window; returns the events with their window index.
+    fn run(engine: &mut AlertEngine, levels: &[Level], t0: u64) -> Vec<(usize, AlertEvent)> {
+        let healthy = features(SeverityZone::A, 3.0, None);
+        let (_, finding) = judge(&AlertConfig::default(), &evidence(&healthy));
+        levels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &l)| {
+                engine
+                    .apply(window(i as u64), l, finding.clone(), t0 + i as u64 * 1000)
+                    .map(|e| (i, e))
+            })
+            .collect()
+    }
+
+    use Level::{Critical as C, Normal as N, Warning as W};
+
+    #[test]
+    fn an_alert_is_raised_after_n_of_m_abnormal_windows_only() {
+        let mut e = AlertEngine::new(AlertConfig::default());
+        assert!(run(&mut e, &[W, N, W, N, N, W, N, N, N], 0).is_empty());
+        let events = run(&mut e, &[W, W, N, W], 100_000);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].0, 3);
+        assert_eq!(events[0].1.transition, Transition::Raised);
+        assert_eq!(events[0].1.level, Level::Warning);
+    }
+
+    #[test]
+    fn a_warning_escalates_once_and_keeps_its_id() {
+        let mut e = AlertEngine::new(AlertConfig::default());
+        let events = run(&mut e, &[W, W, W, W, C, C, C, C, C, C], 0);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[1].1.transition, Transition::Escalated);
+        assert_eq!(events[0].1.id, events[1].1.id);
+        assert_eq!(events[1].0, 6);
+    }
+
+    #[test]
+    fn an_alert_clears_after_k_normal_windows_and_the_cooldown_holds() {
+        let mut e = AlertEngine::new(AlertConfig::default());
+        let mut levels = vec![W; 3];
+        levels.extend([N; 9]);
+        levels.push(W);
+        levels.push(N);
+        let events = run(&mut e, &levels, 0);
+        assert_eq!(
+            events.len(),
+            1,
+            "an interrupted normal streak does not clear"
+        );
+        let events = run(&mut e, &[N; 10], 20_000);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].1.transition, Transition::Cleared);
+        // Within the 300 s cool-down, a relapse raises nothing...
+        assert!(run(&mut e, &[W; 6], 60_000).is_empty());
+        // ... after it, it does, with a new id.
+        let again = run(&mut e, &[W; 3], 400_000);
+        assert_eq!(again.len(), 1);
+        assert_ne!(again[0].1.id, events[0].1.id);
+    }
+
+    #[test]
+    fn the_envelope_alone_decides_before_any_model_or_baseline() {
+        let cfg = AlertConfig::default();
+        let f = features(SeverityZone::A, 18.0, None);
+        let (level, finding) = judge(&cfg, &evidence(&f));
+        assert_eq!(level, Level::Warning);
+        assert_eq!(finding.kind, "outer");
+        assert!(finding.reason.contains("BPFO"), "{}", finding.reason);
+        let f = features(SeverityZone::A, 30.0, None);
+        assert_eq!(judge(&cfg, &evidence(&f)).0, Level::Critical);
+        // The cage line of a healthy machine is not a finding.
+        let f = features(SeverityZone::A, 3.0, None);
+        assert_eq!(judge(&cfg, &evidence(&f)).0, Level::Normal);
+    }
+
+    #[test]
+    fn zones_temperature_anomaly_and_classifier_are_evidence() {
+        let cfg = AlertConfig::default();
+        let f = features(SeverityZone::D, 3.0, None);
+        assert_eq!(
+            judge(&cfg, &evidence(&f)),
+            (Level::Critical, judge(&cfg, &evidence(&f)).1)
+        );
+        let f = features(SeverityZone::A, 3.0, Some(85.0));
+        let (level, finding) = judge(&cfg, &evidence(&f));
+        assert_eq!(
+            (level, finding.kind.as_str()),
+            (Level::Warning, "overheating")
+        );
+        let f = features(SeverityZone::A, 3.0, None);
+        let mut ev = evidence(&f);
+        ev.anomaly = Some((9.0, vec![("kurtosis".into(), 20.0)]));
+        let (level, finding) = judge(&cfg, &ev);
+        assert_eq!((level, finding.kind.as_str()), (Level::Warning, "anomaly"));
+        assert!(finding.reason.contains("kurtosis"));
+        ev.class = Some(ClassVerdict {
+            class: "inner".into(),
+            probability: 0.95,
+            model_version: "m1".into(),
+        });
+        let (level, finding) = judge(&cfg, &ev);
+        // Confident, but no severity evidence: a warning.
+        assert_eq!((level, finding.kind.as_str()), (Level::Warning, "inner"));
+        assert_eq!(finding.model_version.as_deref(), Some("m1"));
+        ev.anomaly = Some((13.0, vec![]));
+        assert_eq!(judge(&cfg, &ev).0, Level::Critical);
+    }
+
+    #[test]
+    fn a_habitual_class_counts_only_in_an_anomalous_window() {
+        let cfg = AlertConfig::default();
+        let f = features(SeverityZone::A, 3.0, None);
+        let mut ev = evidence(&f);
+        ev.class = Some(ClassVerdict {
+            class: "ball".into(),
+            probability: 0.8,
+            model_version: "m1".into(),
+        });
+        ev.anomaly = Some((1.5, vec![("kurtosis".into(), 2.0)]));
+        // Not habitual: the classifier decides, baseline or not.
+        assert_eq!(judge(&cfg, &ev).1.kind, "ball");
+        // Habitual and the window is what the asset looked like at commissioning: normal,
+        // and the finding still carries what the model said.
+        ev.habitual_class = true;
+        let (level, finding) = judge(&cfg, &ev);
+        assert_eq!((level, finding.kind.as_str()), (Level::Normal, "normal"));
+        assert_eq!(finding.class.as_deref(), Some("ball"));
+        // Habitual, but the window is anomalous: the classifier names the fault.
+        ev.anomaly = Some((7.0, vec![("env_bsf_db".into(), 9.0)]));
+        assert_eq!(judge(&cfg, &ev), (Level::Warning, judge(&cfg, &ev).1));
+        assert_eq!(judge(&cfg, &ev).1.kind, "ball");
+        // Habitual and normal, but a strong bearing line is still evidence of its own.
+        ev.anomaly = Some((1.5, vec![]));
+        let f = features(SeverityZone::A, 3.0, None);
+        let mut strong = f.clone();
+        strong.envelope.bsf_db = 20.0;
+        ev.features = &strong;
+        assert_eq!(judge(&cfg, &ev).1.kind, "ball");
+        assert!(judge(&cfg, &ev).1.reason.starts_with("envelope spectrum"));
+    }
+
+    #[test]
+    fn the_default_thresholds_are_consistent() {
+        assert!(AlertConfig::default().problems().is_empty());
+        let bad = AlertConfig {
+            raise_after: 6,
+            ..AlertConfig::default()
+        };
+        assert_eq!(bad.problems()[0].0, "raise_after");
+        let bad = AlertConfig {
+            classifier_habitual_rate: 1.5,
+            ..AlertConfig::default()
+        };
+        assert_eq!(bad.problems()[0].0, "classifier_habitual_rate");
+    }
+}

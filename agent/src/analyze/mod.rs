@@ -1,0 +1,21 @@
+//! Analysis: from a window's samples to features, a model's call, the asset's baseline verdict
+//! and alert transitions.
+//!
+//! - [`features`]: spectrum, envelope spectrum, RMS, kurtosis, velocity severity (pure).
+//! - [`model`]: the on-device classifier (tract) and its manifest; owned by the analysis thread.
+//! - [`baseline`]: the per-asset learned baseline and its lifecycle.
+//! - [`alert`]: alert rules and the hysteresis engine.
+//! - [`scoring`]: joins model, baseline and rules for one window.
+//! - [`stage`]: the stage's driver: the analysis thread.
+
+pub mod alert;
+pub mod baseline;
+pub mod features;
+pub mod model;
+pub mod scoring;
+mod stage;
+
+pub use stage::{
+    AnalysisConfig, AnalyzedAsset, FeatureStage, Input, ModelControl, ReloadError, WindowReport,
+    extract_features, machine_contexts,
+};

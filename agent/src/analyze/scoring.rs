@@ -1,0 +1,430 @@
+//! Scoring: from a window's features to a classification, a baseline verdict and alert events.
+//!
+//! Runs on the feature thread, right after extraction (never on the async runtime). Per asset it
+//! keeps the baseline lifecycle ([`crate::analyze::baseline::AssetBaseline`]) and feeds one
+//! [`AlertEngine`]. Without a classifier or before a baseline exists the agent still judges
+//! windows (cold start): envelope-peak thresholds, severity zones and temperature.
+
+use crate::analyze::alert::{
+    AlertConfig, AlertEngine, AlertEvent, ClassVerdict, Evidence, Level, WindowRef,
+};
+use crate::analyze::baseline::{AssetBaseline, Baseline, BaselineConfig, Call};
+use crate::analyze::features::{FEATURE_NAMES, Features};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// A classifier of model-input vectors. Implemented by the on-device model; tests use fakes.
+pub trait Classify: Send {
+    /// The class verdict for one window's model inputs, or `None` if the model cannot say.
+    fn classify(&mut self, inputs: &[f32]) -> Option<ClassVerdict>;
+}
+
+/// One classifier behind several [`Scorer`]s, for a classifier that keeps no state between
+/// windows: `agent eval` loads and optimises the model once, not once per recording.
+#[derive(Debug)]
+pub struct SharedClassifier<C>(std::sync::Arc<std::sync::Mutex<C>>);
+
+impl<C> SharedClassifier<C> {
+    /// Shares `classifier`.
+    pub fn new(classifier: C) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(classifier)))
+    }
+}
+
+impl<C> Clone for SharedClassifier<C> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<C: Classify> Classify for SharedClassifier<C> {
+    fn classify(&mut self, inputs: &[f32]) -> Option<ClassVerdict> {
+        self.0.lock().expect("classifier lock").classify(inputs)
+    }
+}
+
+/// What scoring said about one window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assessment {
+    /// Classifier verdict, when a model is loaded.
+    pub class: Option<ClassVerdict>,
+    /// Anomaly score, once the asset has a baseline.
+    pub anomaly: Option<f64>,
+    /// Drift score, once enough windows follow the baseline.
+    pub drift: Option<f64>,
+    /// Commissioning progress `(windows, needed)` while the baseline is learned.
+    pub commissioning: Option<(usize, usize)>,
+    /// This window's own level.
+    pub level: Level,
+    /// What decided it (`normal` when nothing did).
+    pub finding: String,
+    /// The asset's active alert level after this window.
+    pub active_alert: Option<Level>,
+}
+
+/// Per-asset scoring state.
+pub struct Scorer {
+    classifier: Option<Box<dyn Classify>>,
+    baseline_cfg: BaselineConfig,
+    baselines: HashMap<String, AssetBaseline>,
+    alerts: AlertEngine,
+    alert_cfg: AlertConfig,
+    data_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Scorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scorer")
+            .field("classifier", &self.classifier.is_some())
+            .field("assets", &self.baselines.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scorer {
+    /// A scorer; baselines persist under `data_dir` (none: in memory only).
+    pub fn new(
+        classifier: Option<Box<dyn Classify>>,
+        baseline_cfg: BaselineConfig,
+        alert_cfg: AlertConfig,
+        data_dir: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            classifier,
+            baseline_cfg,
+            baselines: HashMap::new(),
+            alerts: AlertEngine::new(alert_cfg.clone()),
+            alert_cfg,
+            data_dir,
+        }
+    }
+
+    /// Replaces the classifier (a model reload on the analysis thread). Baselines stay; each
+    /// asset learns the new model's habitual classes again from the version its calls carry.
+    pub fn set_classifier(&mut self, classifier: Box<dyn Classify>) {
+        self.classifier = Some(classifier);
+    }
+
+    /// The classifier's call on one model-input vector (`None`: no classifier, or it could not
+    /// say). For tests of the classifier in place.
+    #[cfg(test)]
+    pub(crate) fn classify_inputs(&mut self, inputs: &[f32]) -> Option<ClassVerdict> {
+        self.classifier.as_mut()?.classify(inputs)
+    }
+
+    /// Whether a classifier is in use.
+    pub fn has_classifier(&self) -> bool {
+        self.classifier.is_some()
+    }
+
+    fn asset_baseline(&mut self, asset: &str) -> &mut AssetBaseline {
+        let cfg = self.baseline_cfg;
+        let data_dir = self.data_dir.clone();
+        self.baselines.entry(asset.to_string()).or_insert_with(|| {
+            let loaded = data_dir.as_deref().and_then(|dir| {
+                match Baseline::load(dir, asset, &FEATURE_NAMES) {
+                    Ok(b) => {
+                        if b.is_some() {
+                            tracing::info!(asset, "loaded the learned baseline");
+                        }
+                        b
+                    }
+                    Err(e) => {
+                        tracing::warn!(asset, error = %e, "baseline not usable; commissioning again");
+                        None
+                    }
+                }
+            });
+            AssetBaseline::new(asset, cfg, loaded)
+        })
+    }
+
+    /// Starts commissioning an asset again (its stored baseline is replaced when done).
+    pub fn recommission(&mut self, asset: &str) {
+        self.asset_baseline(asset).recommission();
+    }
+
+    /// Scores one window at agent time `now_ms`; returns the assessment and an alert event if
+    /// the asset's alert changed.
+    pub fn score(
+        &mut self,
+        w: WindowRef<'_>,
+        features: &Features,
+        now_ms: u64,
+    ) -> (Assessment, Option<AlertEvent>) {
+        let inputs = features.model_inputs();
+        let class = self.classifier.as_mut().and_then(|c| c.classify(&inputs));
+        if let Some(c) = &class {
+            metrics::counter!(
+                "edgewatch_windows_classified_total",
+                "model_version" => c.model_version.clone(),
+                "class" => c.class.clone()
+            )
+            .increment(1);
+        }
+        let data_dir = self.data_dir.clone();
+        let habitual_rate = self.alert_cfg.classifier_habitual_rate;
+        let call = class.as_ref().map(|c| Call {
+            model_version: &c.model_version,
+            fault: self.alert_cfg.calls_fault(c).then_some(&*c.class),
+        });
+        let baseline = self.asset_baseline(w.asset);
+        let habitual_class = match (&class, baseline.baseline()) {
+            (Some(c), Some(b)) => b.habitual(&c.class, &c.model_version, habitual_rate),
+            _ => false,
+        };
+        let commissioned = baseline.baseline().is_some();
+        let (verdict, learned) = baseline.observe(&inputs, &FEATURE_NAMES, w.end_us, call);
+        if let Some(b) = learned {
+            let model = b.class_model.as_deref().unwrap_or_default();
+            let habitual: Vec<String> = b
+                .class_rates
+                .iter()
+                .filter(|&(c, _)| b.habitual(c, model, habitual_rate))
+                .map(|(c, r)| format!("{c} {:.0} %", 100.0 * r))
+                .collect();
+            if commissioned {
+                tracing::info!(
+                    asset = w.asset,
+                    model_version = model,
+                    habitual_classes = %habitual.join(", "),
+                    "classifier rates re-learned for a new model"
+                );
+            } else {
+                tracing::info!(
+                    asset = w.asset,
+                    windows = b.windows,
+                    habitual_classes = %habitual.join(", "),
+                    "baseline learned"
+                );
+            }
+            if let Some(dir) = &data_dir
+                && let Err(e) = b.save(dir)
+            {
+                tracing::error!(asset = w.asset, error = %e, "cannot persist the baseline");
+            }
+        }
+        let evidence = Evidence {
+            features,
+            class: class.clone(),
+            anomaly: verdict.anomaly.map(|a| (a, verdict.contributors.clone())),
+            anomaly_threshold: self.baseline_cfg.anomaly_threshold,
+            habitual_class,
+        };
+        let (level, finding) = crate::analyze::alert::judge(&self.alert_cfg, &evidence);
+        let kind = finding.kind.clone();
+        let event = self.alerts.apply(w, level, finding, now_ms);
+        (
+            Assessment {
+                class,
+                anomaly: verdict.anomaly,
+                drift: verdict.drift,
+                commissioning: verdict.commissioning,
+                level,
+                finding: kind,
+                active_alert: self.alerts.active_level(w.asset),
+            },
+            event,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::features::{EnvelopePeaks, SeverityZone};
+
+    fn features(kurtosis: f64) -> Features {
+        Features {
+            rms_g: 0.05,
+            peak_g: 0.2,
+            crest_factor: 4.0,
+            kurtosis,
+            skewness: 0.0,
+            velocity_rms_mm_s: 1.0,
+            zone: SeverityZone::A,
+            order_0_5x_g: 0.0,
+            order_1x_g: 0.01,
+            order_2x_g: 0.005,
+            order_3x_g: 0.002,
+            band_rms_g: [0.03, 0.02, 0.01, 0.005],
+            envelope: EnvelopePeaks {
+                band_hz: [2000.0, 4000.0],
+                band_kurtosis: 0.5,
+                bpfo_db: 3.0,
+                bpfo_2x_db: 2.0,
+                bpfi_db: 2.0,
+                bpfi_2x_db: 1.0,
+                bsf_db: 1.0,
+                bsf_2x_db: 1.0,
+                ftf_db: 4.0,
+                ftf_2x_db: 1.0,
+                bpfo_hz: 88.0,
+                bpfi_hz: 133.0,
+                bsf_hz: 58.0,
+                bsf_2x_hz: 116.0,
+                ftf_hz: 9.8,
+            },
+            temperature_c: None,
+            temperature_rise_c_per_min: None,
+        }
+    }
+
+    /// Counts the windows it saw; answers with the count.
+    #[derive(Debug, Default)]
+    struct Counting(usize);
+
+    impl Classify for Counting {
+        fn classify(&mut self, _inputs: &[f32]) -> Option<ClassVerdict> {
+            self.0 += 1;
+            Some(ClassVerdict {
+                class: format!("seen-{}", self.0),
+                probability: 0.5,
+                model_version: "count".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_shared_classifier_is_one_classifier() {
+        let shared = SharedClassifier::new(Counting::default());
+        let mut a = shared.clone();
+        let mut b = shared.clone();
+        assert_eq!(a.classify(&[0.0]).unwrap().class, "seen-1");
+        assert_eq!(b.classify(&[0.0]).unwrap().class, "seen-2");
+        assert_eq!(shared.0.lock().unwrap().0, 2);
+    }
+
+    fn window(i: u64) -> WindowRef<'static> {
+        WindowRef {
+            asset: "pump-1",
+            sensor_id: 1,
+            start_us: i * 320_000,
+            end_us: (i + 1) * 320_000,
+        }
+    }
+
+    fn scorer(dir: &std::path::Path) -> Scorer {
+        Scorer::new(
+            None,
+            BaselineConfig {
+                windows: 30,
+                ..Default::default()
+            },
+            AlertConfig::default(),
+            Some(dir.to_path_buf()),
+        )
+    }
+
+    #[test]
+    fn a_learned_baseline_survives_a_restart_of_the_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = scorer(dir.path());
+        for i in 0..30 {
+            let k = 3.0 + 0.01 * (i % 7) as f64;
+            let (a, _) = first.score(window(i), &features(k), i * 320);
+            // Learning until the 30th window completes the baseline.
+            assert!(a.anomaly.is_none(), "window {i}");
+            assert_eq!(a.commissioning.is_some(), i < 29, "window {i}");
+        }
+        drop(first);
+        // A new process: the baseline is loaded, no second commissioning.
+        let mut second = scorer(dir.path());
+        let (a, _) = second.score(window(100), &features(3.02), 100_000);
+        assert!(a.commissioning.is_none());
+        assert!(a.anomaly.unwrap() < 2.0, "{a:?}");
+        let (a, _) = second.score(window(101), &features(12.0), 100_320);
+        assert!(a.anomaly.unwrap() > 6.0, "{a:?}");
+        assert_eq!(a.finding, "anomaly");
+    }
+
+    /// Answers with the next of its scripted `(class, model version)` verdicts, p = 0.8.
+    #[derive(Debug)]
+    struct Scripted(std::collections::VecDeque<(&'static str, &'static str)>);
+
+    impl Classify for Scripted {
+        fn classify(&mut self, _inputs: &[f32]) -> Option<ClassVerdict> {
+            let (class, model) = self.0.pop_front().expect("a scripted verdict");
+            Some(ClassVerdict {
+                class: class.into(),
+                probability: 0.8,
+                model_version: model.into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_class_the_model_called_on_the_healthy_asset_needs_an_anomaly_afterwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |script: Vec<(&'static str, &'static str)>| {
+            Scorer::new(
+                Some(Box::new(Scripted(script.into()))),
+                BaselineConfig {
+                    windows: 30,
+                    ..Default::default()
+                },
+                AlertConfig::default(),
+                Some(dir.path().to_path_buf()),
+            )
+        };
+        // Commissioning: the model calls `ball` on 9 of 30 windows of a healthy asset (30 %),
+        // `inner` on none.
+        let commissioning: Vec<_> = (0..30)
+            .map(|i| (if i % 10 < 3 { "ball" } else { "normal" }, "m1"))
+            .collect();
+        let mut first = with(commissioning);
+        for i in 0..30 {
+            let (a, _) = first.score(window(i), &features(3.0 + 0.01 * (i % 7) as f64), i * 320);
+            // Before the baseline the classifier decides alone (cold start).
+            let called = a.class.as_ref().unwrap().class != "normal";
+            assert_eq!(a.level != Level::Normal, called, "window {i}");
+        }
+        drop(first);
+        let stored = Baseline::load(dir.path(), "pump-1", &FEATURE_NAMES)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.class_model.as_deref(), Some("m1"));
+        assert!(
+            (stored.class_rates["ball"] - 0.3).abs() < 1e-9,
+            "{stored:?}"
+        );
+        assert!(!stored.class_rates.contains_key("inner"));
+
+        // A restarted agent: `ball` in a window like the commissioning ones is normal for this
+        // asset; `ball` in an anomalous window, a class never called before, or a `ball` from
+        // another model version are findings.
+        let mut second = with(vec![
+            ("ball", "m1"),
+            ("ball", "m1"),
+            ("inner", "m1"),
+            ("ball", "m2"),
+        ]);
+        let (a, _) = second.score(window(100), &features(3.02), 100_000);
+        assert_eq!((a.level, a.finding.as_str()), (Level::Normal, "normal"));
+        assert_eq!(a.class.unwrap().class, "ball");
+        let (a, _) = second.score(window(101), &features(12.0), 100_320);
+        assert_eq!((a.level, a.finding.as_str()), (Level::Warning, "ball"));
+        let (a, _) = second.score(window(102), &features(3.02), 100_640);
+        assert_eq!((a.level, a.finding.as_str()), (Level::Warning, "inner"));
+        let (a, _) = second.score(window(103), &features(3.02), 100_960);
+        assert_eq!((a.level, a.finding.as_str()), (Level::Warning, "ball"));
+    }
+
+    #[test]
+    fn without_a_model_or_a_baseline_windows_are_still_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = scorer(dir.path());
+        let mut f = features(3.0);
+        f.envelope.bpfi_db = 30.0;
+        let mut events = Vec::new();
+        for i in 0..5 {
+            let (a, e) = s.score(window(i), &f, i * 320);
+            assert!(a.class.is_none());
+            assert_eq!(a.level, Level::Critical);
+            events.extend(e);
+        }
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].finding.kind, "inner");
+    }
+}

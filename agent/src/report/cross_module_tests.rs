@@ -1,0 +1,170 @@
+//! Unit tests across the outbox modules: summaries and the message schemas.
+
+use super::message::{self, Heartbeat};
+use super::summary::Summarizer;
+use crate::analyze::WindowReport;
+use crate::analyze::alert::{AlertEvent, Finding, Level, Transition};
+use crate::analyze::features::{BAND_COUNT, EnvelopePeaks, Features, SeverityZone};
+use crate::analyze::scoring::Assessment;
+use std::sync::Arc;
+
+fn features(velocity: f64, zone: SeverityZone) -> Features {
+    Features {
+        rms_g: velocity / 10.0,
+        peak_g: velocity / 3.0,
+        crest_factor: 3.3,
+        kurtosis: 3.1,
+        skewness: 0.0,
+        velocity_rms_mm_s: velocity,
+        zone,
+        order_0_5x_g: 0.0,
+        order_1x_g: 0.01,
+        order_2x_g: 0.0,
+        order_3x_g: 0.0,
+        band_rms_g: [0.01; BAND_COUNT],
+        envelope: EnvelopePeaks {
+            band_hz: [2000.0, 4000.0],
+            band_kurtosis: 0.1,
+            bpfo_db: 4.0,
+            bpfo_2x_db: 0.0,
+            bpfi_db: 3.0,
+            bpfi_2x_db: 0.0,
+            bsf_db: 2.0,
+            bsf_2x_db: 0.0,
+            ftf_db: 1.0,
+            ftf_2x_db: 0.0,
+            bpfo_hz: 88.4,
+            bpfi_hz: 133.0,
+            bsf_hz: 58.0,
+            bsf_2x_hz: 116.0,
+            ftf_hz: 9.8,
+        },
+        temperature_c: Some(41.0),
+        temperature_rise_c_per_min: None,
+    }
+}
+
+fn report(asset: &str, sensor: u32, start_us: u64, velocity: f64, level: Level) -> WindowReport {
+    let zone = if velocity > 4.5 {
+        SeverityZone::C
+    } else {
+        SeverityZone::A
+    };
+    WindowReport {
+        asset: Arc::from(asset),
+        sensor_id: sensor,
+        axis: 0,
+        start_us,
+        end_us: start_us + 160_000,
+        sample_rate_hz: 12_800.0,
+        features: features(velocity, zone),
+        extract_us: 100,
+        assessment: Assessment {
+            class: None,
+            anomaly: Some(velocity),
+            drift: None,
+            commissioning: None,
+            level,
+            finding: "normal".into(),
+            active_alert: None,
+        },
+        alert: None,
+    }
+}
+
+#[test]
+fn windows_of_one_interval_become_one_summary_per_sensor() {
+    let mut s = Summarizer::new(1000);
+    assert!(
+        s.push(&report("pump-1", 1, 0, 1.0, Level::Normal), 0)
+            .is_empty()
+    );
+    assert!(
+        s.push(&report("pump-1", 1, 160_000, 3.0, Level::Warning), 400)
+            .is_empty()
+    );
+    assert!(
+        s.push(&report("fan-1", 3, 0, 5.0, Level::Normal), 500)
+            .is_empty()
+    );
+    let closed = s.push(&report("pump-1", 1, 320_000, 2.0, Level::Normal), 1000);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    let p = &closed[0];
+    assert_eq!((p.asset.as_str(), p.sensor_id, p.windows), ("pump-1", 1, 2));
+    assert_eq!((p.window_start_us, p.window_end_us), (0, 320_000));
+    assert!((p.velocity_rms_mm_s_mean - 2.0).abs() < 1e-9);
+    assert_eq!(p.velocity_rms_mm_s_max, 3.0);
+    assert_eq!(p.worst_level, Level::Warning);
+    assert_eq!(p.anomaly_max, Some(3.0));
+    let closed = s.poll(1500);
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].worst_zone, SeverityZone::C);
+    let rest = s.drain();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].window_start_us, 320_000);
+}
+
+fn validator(topic: &str) -> jsonschema::Validator {
+    let path = format!("{}/../schemas/{topic}.json", env!("CARGO_MANIFEST_DIR"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+fn assert_valid(topic: &str, payload: &[u8]) {
+    let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    let errors: Vec<String> = validator(topic)
+        .iter_errors(&v)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{topic}: {errors:?}\n{v}");
+}
+
+#[test]
+fn every_kind_of_message_matches_its_schema() {
+    let mut s = Summarizer::new(10);
+    s.push(&report("pump-1", 1, 0, 1.0, Level::Normal), 0);
+    let summary = s.drain().remove(0);
+    let rec = message::summary_record("gw-1", &message::new_record_id(), &summary, 1);
+    assert_eq!(rec.key, "pump-1");
+    assert_valid("edgewatch.summaries", &rec.payload);
+
+    let event = AlertEvent {
+        id: "pump-1-1000".into(),
+        asset: "pump-1".into(),
+        transition: Transition::Raised,
+        level: Level::Warning,
+        at_ms: 1000,
+        window_start_us: 0,
+        window_end_us: 160_000,
+        sensor_id: 1,
+        finding: Finding {
+            kind: "outer".into(),
+            reason: "BPFO line 18 dB".into(),
+            class: Some("outer".into()),
+            probability: Some(0.8),
+            model_version: Some("m1".into()),
+            anomaly_score: Some(f64::NAN),
+            top_features: vec![("kurtosis".into(), 7.5)],
+            bearing_line: ("BPFO".into(), 88.4, 18.0),
+            velocity_rms_mm_s: 2.0,
+            zone: SeverityZone::B,
+            temperature_c: None,
+        },
+    };
+    let rec = message::alert_record("gw-1", &message::new_record_id(), &event, 2);
+    assert_valid("edgewatch.alerts", &rec.payload);
+    let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap();
+    assert_eq!(v["model_version"], "m1");
+    assert_eq!(v["asset_id"], "pump-1");
+
+    let rec = message::health_record("gw-1", &message::new_record_id(), &Heartbeat::default(), 3);
+    assert_eq!(rec.key, "gw-1");
+    assert_valid("edgewatch.health", &rec.payload);
+}
+
+#[test]
+fn a_message_missing_a_field_fails_its_schema() {
+    let v = serde_json::json!({"schema_version": 1, "type": "health"});
+    assert!(!validator("edgewatch.health").is_valid(&v));
+}

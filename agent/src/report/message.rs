@@ -1,0 +1,180 @@
+//! The messages sent to Kafka: versioned JSON, one schema per topic in `schemas/`.
+//!
+//! Every message carries `schema_version`, `type`, `record_id` (random, made once when the
+//! record is created: a consumer deduplicates on it), `agent_id`, `asset_id`, `sensor_id`,
+//! `window_start_us`/`window_end_us` (sensor clock), `model_version` (null without a model) and
+//! `created_unix_ms` (the agent's wall clock). Builders are pure: ids and clocks are inputs.
+
+use crate::analyze::alert::{AlertEvent, Finding, Level, Transition};
+use crate::outbox::{Kind, Record};
+use serde::Serialize;
+
+/// Version of the message schemas written by this agent.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Fields every message starts with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Envelope<'a> {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// `alert`, `summary` or `health`.
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    /// Deduplication id, the same on every resend.
+    pub record_id: &'a str,
+    /// `agent.id`.
+    pub agent_id: &'a str,
+    /// Asset, `null` for agent heartbeats.
+    pub asset_id: Option<&'a str>,
+    /// Sensor, `null` for agent heartbeats.
+    pub sensor_id: Option<u32>,
+    /// Sensor time of the first window's start, µs.
+    pub window_start_us: Option<u64>,
+    /// Sensor time of the last window's end, µs.
+    pub window_end_us: Option<u64>,
+    /// Model version, when a model scored the windows.
+    pub model_version: Option<&'a str>,
+    /// Wall clock when the record was made, ms since the Unix epoch.
+    pub created_unix_ms: u64,
+}
+
+#[derive(Serialize)]
+struct AlertMessage<'a> {
+    #[serde(flatten)]
+    envelope: Envelope<'a>,
+    alert_id: &'a str,
+    transition: Transition,
+    level: Level,
+    agent_clock_ms: u64,
+    finding: &'a Finding,
+}
+
+/// The record of an alert event.
+pub fn alert_record(
+    agent_id: &str,
+    record_id: &str,
+    event: &AlertEvent,
+    created_unix_ms: u64,
+) -> Record {
+    let msg = AlertMessage {
+        envelope: Envelope {
+            schema_version: SCHEMA_VERSION,
+            kind: Kind::Alert,
+            record_id,
+            agent_id,
+            asset_id: Some(&event.asset),
+            sensor_id: Some(event.sensor_id),
+            window_start_us: Some(event.window_start_us),
+            window_end_us: Some(event.window_end_us),
+            model_version: event.finding.model_version.as_deref(),
+            created_unix_ms,
+        },
+        alert_id: &event.id,
+        transition: event.transition,
+        level: event.level,
+        agent_clock_ms: event.at_ms,
+        finding: &event.finding,
+    };
+    Record {
+        kind: Kind::Alert,
+        created_unix_ms,
+        key: event.asset.clone(),
+        payload: serde_json::to_vec(&msg).expect("alert messages serialize"),
+    }
+}
+
+/// The record of a finished feature summary.
+pub fn summary_record(
+    agent_id: &str,
+    record_id: &str,
+    s: &super::summary::Summary,
+    created_unix_ms: u64,
+) -> Record {
+    #[derive(Serialize)]
+    struct SummaryMessage<'a> {
+        #[serde(flatten)]
+        envelope: Envelope<'a>,
+        #[serde(flatten)]
+        summary: &'a super::summary::Summary,
+    }
+    let msg = SummaryMessage {
+        envelope: Envelope {
+            schema_version: SCHEMA_VERSION,
+            kind: Kind::Summary,
+            record_id,
+            agent_id,
+            asset_id: Some(&s.asset),
+            sensor_id: Some(s.sensor_id),
+            window_start_us: Some(s.window_start_us),
+            window_end_us: Some(s.window_end_us),
+            model_version: s.model_version.as_deref(),
+            created_unix_ms,
+        },
+        summary: s,
+    };
+    Record {
+        kind: Kind::Summary,
+        created_unix_ms,
+        key: s.asset.clone(),
+        payload: serde_json::to_vec(&msg).expect("summaries serialize"),
+    }
+}
+
+/// What a heartbeat reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Heartbeat {
+    /// Seconds since the agent started.
+    pub uptime_s: f64,
+    /// Frames assembled since start.
+    pub frames_assembled: u64,
+    /// Windows scored since start.
+    pub windows_scored: u64,
+    /// Records in the outbox.
+    pub outbox_records: u64,
+    /// Bytes in the outbox.
+    pub outbox_bytes: u64,
+    /// Records dropped by the outbox since start (cap, full queue, corrupt).
+    pub outbox_dropped: u64,
+}
+
+/// The record of an agent heartbeat (key: the agent id).
+pub fn health_record(
+    agent_id: &str,
+    record_id: &str,
+    h: &Heartbeat,
+    created_unix_ms: u64,
+) -> Record {
+    #[derive(Serialize)]
+    struct HealthMessage<'a> {
+        #[serde(flatten)]
+        envelope: Envelope<'a>,
+        #[serde(flatten)]
+        heartbeat: &'a Heartbeat,
+    }
+    let msg = HealthMessage {
+        envelope: Envelope {
+            schema_version: SCHEMA_VERSION,
+            kind: Kind::Health,
+            record_id,
+            agent_id,
+            asset_id: None,
+            sensor_id: None,
+            window_start_us: None,
+            window_end_us: None,
+            model_version: None,
+            created_unix_ms,
+        },
+        heartbeat: h,
+    };
+    Record {
+        kind: Kind::Health,
+        created_unix_ms,
+        key: agent_id.to_string(),
+        payload: serde_json::to_vec(&msg).expect("heartbeats serialize"),
+    }
+}
+
+/// A fresh random record id (128 bits, hex).
+pub fn new_record_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}

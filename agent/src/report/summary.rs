@@ -1,0 +1,187 @@
+//! Per-sensor feature summaries: the windows of one sensor over `summary_interval_s`
+//! aggregated into one record. Pure: the agent clock is an input.
+
+use crate::analyze::WindowReport;
+use crate::analyze::alert::Level;
+use crate::analyze::features::SeverityZone;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The aggregate of one sensor's windows over one interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Asset (the Kafka key).
+    #[serde(skip)]
+    pub asset: String,
+    /// Sensor.
+    #[serde(skip)]
+    pub sensor_id: u32,
+    /// Sensor time of the first window's start, µs.
+    #[serde(skip)]
+    pub window_start_us: u64,
+    /// Sensor time of the last window's end, µs.
+    #[serde(skip)]
+    pub window_end_us: u64,
+    /// Model version of the latest window's classification.
+    #[serde(skip)]
+    pub model_version: Option<String>,
+    /// Windows aggregated (all axes).
+    pub windows: u64,
+    /// Mean RMS acceleration, g.
+    pub rms_g_mean: f64,
+    /// Largest RMS acceleration, g.
+    pub rms_g_max: f64,
+    /// Mean velocity RMS, mm/s.
+    pub velocity_rms_mm_s_mean: f64,
+    /// Largest velocity RMS, mm/s.
+    pub velocity_rms_mm_s_max: f64,
+    /// Largest kurtosis.
+    pub kurtosis_max: f64,
+    /// Largest crest factor.
+    pub crest_factor_max: f64,
+    /// Highest bearing line, dB over background.
+    pub bearing_line_db_max: f64,
+    /// Worst velocity severity zone.
+    pub worst_zone: SeverityZone,
+    /// Worst per-window level.
+    pub worst_level: Level,
+    /// Largest anomaly score, once the baseline exists.
+    pub anomaly_max: Option<f64>,
+    /// Latest temperature, °C.
+    pub temperature_c: Option<f64>,
+    /// Latest classifier class.
+    pub class: Option<String>,
+    /// Its probability.
+    pub class_probability: Option<f64>,
+    /// The asset's active alert level after the last window.
+    pub active_alert: Option<Level>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    opened_ms: u64,
+    summary: Summary,
+    rms_sum: f64,
+    velocity_sum: f64,
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Aggregates window reports into one summary per sensor per interval.
+#[derive(Debug)]
+pub struct Summarizer {
+    interval_ms: u64,
+    open: BTreeMap<(String, u32), Bucket>,
+}
+
+impl Summarizer {
+    /// Summaries of `interval_ms`.
+    pub fn new(interval_ms: u64) -> Self {
+        Self {
+            interval_ms: interval_ms.max(1),
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a window reported at agent time `now_ms`; returns the summaries it closed.
+    pub fn push(&mut self, r: &WindowReport, now_ms: u64) -> Vec<Summary> {
+        let mut closed = self.poll(now_ms);
+        let key = (r.asset.to_string(), r.sensor_id);
+        if let Some(b) = self.open.get(&key)
+            && now_ms >= b.opened_ms + self.interval_ms
+            && let Some(b) = self.open.remove(&key)
+        {
+            closed.push(finish(b));
+        }
+        let f = &r.features;
+        let a = &r.assessment;
+        let (_, _, line_db) = f.strongest_bearing_peak();
+        let b = self.open.entry(key).or_insert_with(|| Bucket {
+            opened_ms: now_ms,
+            summary: Summary {
+                asset: r.asset.to_string(),
+                sensor_id: r.sensor_id,
+                window_start_us: r.start_us,
+                window_end_us: r.end_us,
+                model_version: None,
+                windows: 0,
+                rms_g_mean: 0.0,
+                rms_g_max: f64::MIN,
+                velocity_rms_mm_s_mean: 0.0,
+                velocity_rms_mm_s_max: f64::MIN,
+                kurtosis_max: f64::MIN,
+                crest_factor_max: f64::MIN,
+                bearing_line_db_max: f64::MIN,
+                worst_zone: f.zone,
+                worst_level: Level::Normal,
+                anomaly_max: None,
+                temperature_c: None,
+                class: None,
+                class_probability: None,
+                active_alert: None,
+            },
+            rms_sum: 0.0,
+            velocity_sum: 0.0,
+        });
+        let s = &mut b.summary;
+        s.windows += 1;
+        s.window_start_us = s.window_start_us.min(r.start_us);
+        s.window_end_us = s.window_end_us.max(r.end_us);
+        b.rms_sum += f.rms_g;
+        b.velocity_sum += f.velocity_rms_mm_s;
+        s.rms_g_max = s.rms_g_max.max(f.rms_g);
+        s.velocity_rms_mm_s_max = s.velocity_rms_mm_s_max.max(f.velocity_rms_mm_s);
+        s.kurtosis_max = s.kurtosis_max.max(f.kurtosis);
+        s.crest_factor_max = s.crest_factor_max.max(f.crest_factor);
+        s.bearing_line_db_max = s.bearing_line_db_max.max(line_db);
+        s.worst_zone = s.worst_zone.max(f.zone);
+        s.worst_level = s.worst_level.max(a.level);
+        s.anomaly_max = max_opt(s.anomaly_max, a.anomaly);
+        if f.temperature_c.is_some() {
+            s.temperature_c = f.temperature_c;
+        }
+        if let Some(c) = &a.class {
+            s.class = Some(c.class.clone());
+            s.class_probability = Some(c.probability);
+            s.model_version = Some(c.model_version.clone());
+        }
+        s.active_alert = a.active_alert;
+        closed
+    }
+
+    /// Summaries whose interval has ended at `now_ms`.
+    pub fn poll(&mut self, now_ms: u64) -> Vec<Summary> {
+        let due: Vec<_> = self
+            .open
+            .iter()
+            .filter(|(_, b)| now_ms >= b.opened_ms + self.interval_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|k| self.open.remove(&k))
+            .map(finish)
+            .collect()
+    }
+
+    /// Every open summary, at shutdown.
+    pub fn drain(&mut self) -> Vec<Summary> {
+        std::mem::take(&mut self.open)
+            .into_values()
+            .map(finish)
+            .collect()
+    }
+}
+
+fn finish(b: Bucket) -> Summary {
+    let mut s = b.summary;
+    let n = s.windows.max(1) as f64;
+    s.rms_g_mean = b.rms_sum / n;
+    s.velocity_rms_mm_s_mean = b.velocity_sum / n;
+    s
+}

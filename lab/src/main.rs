@@ -1,0 +1,217 @@
+//! `lab`: the tools around the gateway agent that never run on a gateway: the demo, evaluation
+//! on recordings, training-data export and offline feature replay.
+#![forbid(unsafe_code)]
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use edgewatch_agent::analyze::model::{Model, ModelSource, Variant};
+use edgewatch_agent::assemble::window::WindowConfig;
+use edgewatch_agent::config::Config;
+use edgewatch_lab::demo;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lab",
+    version,
+    about = "Edgewatch lab tools: demo, evaluation, training data, replay"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Simulated sensors and the whole pipeline in one process, with a live view.
+    Demo {
+        /// Built-in firmware-sim scenario or a scenario TOML file.
+        #[arg(long, default_value = "demo")]
+        scenario: String,
+        /// Directory for the agent's data (outbox, baselines).
+        #[arg(long, default_value = "edgewatch-demo-data")]
+        data_dir: PathBuf,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration_s: Option<f64>,
+        /// Metrics and health endpoint (empty: off).
+        #[arg(long, default_value = "127.0.0.1:9187")]
+        metrics_listen: String,
+    },
+    /// Run recordings (DIR/index.csv and raw f32 files) through windowing, features, model and
+    /// alert logic as a newly installed agent (no baseline); write one CSV row per recording.
+    Eval {
+        /// Folder with `index.csv`.
+        #[arg(long)]
+        data: PathBuf,
+        /// The CSV to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The model's manifest.json (default: the model built into the agent).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Model variant.
+        #[arg(long, value_enum, default_value = "int8")]
+        variant: Variant,
+        /// Judge without a classifier (baseline-free cold start: thresholds and zones only).
+        #[arg(long, conflicts_with_all = ["model"])]
+        no_model: bool,
+        /// Instead of cold start: treat each channel's recordings as one machine's history (in
+        /// index order) and commission its baseline on its first N windows (at least 20, as in
+        /// `[baseline] windows`), as an agent that has been watching it would.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(20..))]
+        commission_windows: Option<u64>,
+        /// Window length, samples (the agent's `[window] length`; half overlap, as the agent's
+        /// default). The default is the agent's, whatever the sample rate, as on a gateway.
+        #[arg(long, value_name = "SAMPLES", default_value_t = WindowConfig::default_length() as u64,
+              value_parser = clap::value_parser!(u64).range(256..=65_536))]
+        window_len: u64,
+    },
+    /// Run recordings (a folder with index.csv and raw f32 files) through the feature code and
+    /// print the envelope peak height at each labelled fault frequency, per class.
+    EvalFeatures {
+        /// Folder with `index.csv`.
+        #[arg(long)]
+        data: PathBuf,
+        /// Also print one row per recording.
+        #[arg(long)]
+        per_recording: bool,
+    },
+    /// Write labelled model-input vectors (simulated machines run through the agent's own
+    /// windowing and features) as CSV, for training the classifier (see models/).
+    ExportFeatures(edgewatch_lab::training::ExportArgs),
+    /// Run a recorded serial stream (`firmware-sim run --output file`) through the decoder,
+    /// windowing and features offline; write one JSON line of features per window.
+    ReplayFeatures {
+        /// The TOML configuration (assets, window and feature settings).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The recorded frames (COBS between 0x00 delimiters).
+        #[arg(long)]
+        frames: PathBuf,
+        /// The JSON-lines file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> Result<ExitCode> {
+    edgewatch_common::logging::init();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Eval {
+            data,
+            out,
+            model,
+            variant,
+            no_model,
+            commission_windows,
+            window_len,
+        } => {
+            let mode = match commission_windows {
+                None => edgewatch_lab::eval::Mode::ColdStart,
+                Some(n) => edgewatch_lab::eval::Mode::Commissioned {
+                    windows: usize::try_from(n)?,
+                },
+            };
+            let source = model.map_or(ModelSource::Builtin, ModelSource::File);
+            // Loaded once (a bad model is refused, with its reason, before any recording is
+            // read) and shared: the model keeps no state between windows.
+            let shared = if no_model {
+                None
+            } else {
+                let m = Model::open(&source, variant)?;
+                eprintln!("model: {} ({}) from {source}", m.version(), m.key());
+                Some(edgewatch_agent::analyze::scoring::SharedClassifier::new(m))
+            };
+            let factory = || -> Option<Box<dyn edgewatch_agent::analyze::scoring::Classify>> {
+                shared
+                    .clone()
+                    .map(|m| Box::new(m) as Box<dyn edgewatch_agent::analyze::scoring::Classify>)
+            };
+            let rows = edgewatch_lab::eval::evaluate_dir(
+                &data,
+                mode,
+                &factory,
+                WindowConfig {
+                    length: usize::try_from(window_len)?,
+                    ..WindowConfig::default()
+                },
+                &edgewatch_agent::analyze::features::FeatureConfig::default(),
+                &edgewatch_agent::analyze::alert::AlertConfig::default(),
+            )?;
+            std::fs::write(&out, edgewatch_lab::eval::to_csv(&rows, mode))?;
+            print!("{}", edgewatch_lab::eval::summary(&rows, mode));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::ExportFeatures(args) => {
+            let windows = edgewatch_lab::training::run_export(&args)?;
+            eprintln!("{windows} windows written to {}", args.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::ReplayFeatures {
+            config,
+            frames,
+            out,
+        } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{}: invalid configuration\n{e}", config.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let bytes = std::fs::read(&frames)
+                .with_context(|| format!("--frames: cannot read {}", frames.display()))?;
+            let file = std::fs::File::create(&out)
+                .with_context(|| format!("--out: cannot create {}", out.display()))?;
+            let s = edgewatch_lab::replay_features::replay_features(
+                &cfg,
+                &bytes,
+                std::io::BufWriter::new(file),
+            )?;
+            eprintln!(
+                "{} frames, {} rejected, {} windows written to {}",
+                s.frames,
+                s.rejected,
+                s.windows,
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::EvalFeatures {
+            data,
+            per_recording,
+        } => {
+            let table = edgewatch_lab::recordings::envelope_table(
+                &data,
+                &edgewatch_agent::analyze::features::FeatureConfig::default(),
+            )?;
+            print!("{}", edgewatch_lab::recordings::format_table(&table));
+            if per_recording {
+                print!("{}", edgewatch_lab::recordings::format_recordings(&table));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo {
+            scenario,
+            data_dir,
+            duration_s,
+            metrics_listen,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(demo::run(demo::DemoOptions {
+                scenario,
+                data_dir,
+                duration: duration_s.map(Duration::from_secs_f64),
+                metrics_listen,
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
