@@ -52,6 +52,14 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "layout: the gateway agent carries no simulator or lab code; no import circle"
+# What the .deb installs is the agent's normal dependency tree (docs/deploy.md).
+if cargo tree -p edgewatch-agent -e normal --prefix none --locked | grep -E '^(firmware-sim|edgewatch-lab) '; then
+  echo "the gateway agent depends on the simulator or the lab tools (see above)" >&2
+  exit 1
+fi
+python3 scripts/module-cycles.py
+
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

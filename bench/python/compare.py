@@ -3,7 +3,7 @@
 
 1. Writes a deterministic set of synthetic recordings (shaft harmonics, outer-race impacts
    ringing a resonance, noise; 12 kHz and 20 kHz) in the `lab eval` input layout.
-2. Checks that both compute the same features: `agent export-features --recordings` against
+2. Checks that both compute the same features: `lab export-features --recordings` against
    `reference.py --no-quantize --dump-inputs` on the 12 kHz files (maximum difference printed).
 3. Runs `lab eval` and `reference.py` (features + the committed int8 classifier, one window at
    a time) on the whole set, each in its own process, and prints windows per CPU-second (the

@@ -2,7 +2,7 @@
 """Reference machine-health pipeline in Python: the agent's window features and classifier,
 written the way a data team would with numpy and onnxruntime.
 
-It reads the same input as `agent eval` (a folder with `index.csv` and raw little-endian f32
+It reads the same input as `lab eval` (a folder with `index.csv` and raw little-endian f32
 recordings in g), cuts each recording the way the agent does (int16 blocks of 512 samples as a
 sensor sends them, windows of the largest power of two not above one second of samples, half
 overlap), computes the agent's 23 model inputs per window (RMS, crest factor, kurtosis,
@@ -11,9 +11,9 @@ resonance band and peaks at the bearing frequencies in dB over the local backgro
 energies) and runs the committed ONNX classifier on each window with onnxruntime, one window
 at a time as a streaming gateway would.
 
-The feature code follows agent/src/features/extractor.rs step by step (same windows, FFT
+The feature code follows agent/src/analyze/features/extractor.rs step by step (same windows, FFT
 normalisations, band selection, peak search and background median), so its output can be
-checked against `agent export-features --recordings` (see `--dump-inputs`).
+checked against `lab export-features --recordings` (see `--dump-inputs`).
 
 Usage:
   reference.py --data DIR [--model MANIFEST] [--variant int8|float] [--dump-inputs CSV]
@@ -44,7 +44,7 @@ FIRST_ENVELOPE_BIN = 2
 MAGNITUDE_FLOOR = 1e-15
 LOG_FLOOR = 1e-6
 BLOCK = 512
-# WindowConfig::default(): the agent's window (and `agent eval`'s), whatever the sample rate.
+# WindowConfig::default(): the agent's window (and `lab eval`'s), whatever the sample rate.
 WINDOW_LEN = 8192
 
 # FeatureConfig::default()
@@ -268,7 +268,7 @@ def read_index(data):
 
 def sensor_samples(raw, quantize):
     """The samples as the agent sees them: int16 blocks of BLOCK samples, full scale just
-    above the recording's peak (as `agent eval` sends them), back in g as f32."""
+    above the recording's peak (as `lab eval` sends them), back in g as f32."""
     if not quantize:
         return raw
     used = len(raw) // BLOCK * BLOCK

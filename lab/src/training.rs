@@ -48,9 +48,10 @@ use std::sync::{Arc, Mutex};
 
 use firmware_sim::node::{SensorNode, SignalSource};
 use firmware_sim::physics::bearing::BearingGeometry;
+use firmware_sim::physics::mix;
 use firmware_sim::physics::scenario::{AssetConfig, AssetSim, Phase, Scenario, ScenarioError};
 use firmware_sim::physics::thermal::ThermalParams;
-use firmware_sim::physics::vibration::{FaultSeverity, MachineParams};
+use firmware_sim::physics::vibration::{FaultSeverity, MachineParams, Resonator};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
@@ -296,14 +297,6 @@ fn random_bearing(rng: &mut impl Rng) -> BearingGeometry {
 /// The simulator's largest accepted level, g.
 const MAX_LEVEL_G: f64 = 100.0;
 
-/// SplitMix64 finaliser: independent streams from `(seed, id)`.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Impacts ringing a structural resonance, added on top of the simulator's signal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExtraImpacts {
@@ -405,44 +398,11 @@ impl Nuisance {
     }
 }
 
-/// Two-pole resonator normalised so a unit impulse rings with a peak near 1 (as the
-/// simulator's).
-#[derive(Debug, Clone)]
-struct Ringing {
-    a1: f64,
-    a2: f64,
-    gain: f64,
-    y1: f64,
-    y2: f64,
-}
-
-impl Ringing {
-    fn new(frequency_hz: f64, damping_ratio: f64, sample_rate_hz: f64) -> Self {
-        let omega = std::f64::consts::TAU * frequency_hz / sample_rate_hz;
-        let radius = (-damping_ratio * omega).exp();
-        let damped = omega * (1.0 - damping_ratio * damping_ratio).sqrt();
-        Self {
-            a1: 2.0 * radius * damped.cos(),
-            a2: -radius * radius,
-            gain: damped.sin(),
-            y1: 0.0,
-            y2: 0.0,
-        }
-    }
-
-    fn step(&mut self, input: f64) -> f64 {
-        let y = self.a1 * self.y1 + self.a2 * self.y2 + self.gain * input;
-        self.y2 = self.y1;
-        self.y1 = y;
-        y
-    }
-}
-
 /// One [`ExtraImpacts`] being rendered.
 #[derive(Debug)]
 struct ImpactRenderer {
     spec: ExtraImpacts,
-    ringing: Ringing,
+    ringing: Resonator,
     /// Samples until the next impact.
     countdown: f64,
     sample_rate_hz: f64,
@@ -451,7 +411,7 @@ struct ImpactRenderer {
 impl ImpactRenderer {
     fn new(spec: &ExtraImpacts, sample_rate_hz: f64, rng: &mut impl Rng) -> Self {
         Self {
-            ringing: Ringing::new(spec.resonance_hz, spec.damping_ratio, sample_rate_hz),
+            ringing: Resonator::new(spec.resonance_hz, spec.damping_ratio, sample_rate_hz),
             countdown: rng.random::<f64>() * sample_rate_hz / spec.rate_hz,
             spec: spec.clone(),
             sample_rate_hz,

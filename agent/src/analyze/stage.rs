@@ -15,6 +15,7 @@ use crate::analyze::model::{Model, ModelError, ModelSource, Variant};
 use crate::analyze::scoring::{Assessment, Classify, Scorer};
 use crate::assemble::AssembledWindow;
 use crate::clock::{Clock, Stopwatch};
+use crate::ops::events::{AlertTransition, DropReason, Event, WindowDropped};
 use crate::ops::health::Health;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -242,8 +243,13 @@ impl FeatureStage {
                 match FeatureExtractor::new(key.0, w.window.sample_rate_hz, &self.cfg) {
                     Ok(x) => v.insert(x),
                     Err(e) => {
-                        tracing::error!(error = %e, sample_rate_hz = w.window.sample_rate_hz, "cannot analyse windows at this rate");
-                        metrics::counter!("edgewatch_windows_dropped_total", "reason" => "unsupported_rate").increment(1);
+                        WindowDropped {
+                            reason: DropReason::UnsupportedRate,
+                            asset: &w.asset,
+                            sample_rate_hz: w.window.sample_rate_hz,
+                            error: &e,
+                        }
+                        .emit();
                         return None;
                     }
                 }
@@ -253,9 +259,13 @@ impl FeatureStage {
         let mut features = match extractor.extract(&w.window.samples, &ctx) {
             Ok(f) => f,
             Err(e) => {
-                tracing::warn!(asset = %w.asset, error = %e, "window not analysed");
-                metrics::counter!("edgewatch_windows_dropped_total", "reason" => "feature_error")
-                    .increment(1);
+                WindowDropped {
+                    reason: DropReason::FeatureError,
+                    asset: &w.asset,
+                    sample_rate_hz: w.window.sample_rate_hz,
+                    error: &e,
+                }
+                .emit();
                 return None;
             }
         };
@@ -277,17 +287,15 @@ impl FeatureStage {
             now_ms,
         );
         if let Some(a) = &alert {
-            metrics::counter!("edgewatch_alert_events_total", "transition" => format!("{:?}", a.transition).to_lowercase())
-                .increment(1);
-            tracing::warn!(
-                id = %a.id,
-                asset = %a.asset,
-                transition = ?a.transition,
-                level = ?a.level,
-                kind = %a.finding.kind,
-                reason = %a.finding.reason,
-                "alert"
-            );
+            AlertTransition {
+                id: &a.id,
+                asset: &a.asset,
+                transition: &format!("{:?}", a.transition).to_lowercase(),
+                level: &a.level,
+                kind: &a.finding.kind,
+                reason: &a.finding.reason,
+            }
+            .emit();
         }
         Some(WindowReport {
             asset: w.asset,

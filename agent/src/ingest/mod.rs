@@ -11,6 +11,7 @@ pub mod mqtt;
 pub mod serial;
 
 use crate::clock::Clock;
+use crate::ops::events::{Event, FrameRejected};
 use crate::queue::WhenFull;
 use edgewatch_protocol::{DecodeError, Frame};
 use std::sync::Arc;
@@ -108,7 +109,10 @@ pub fn reject_reason(e: &DecodeError) -> &'static str {
 
 /// Counts a rejected frame or chunk.
 pub fn count_reject(source: &str, e: &DecodeError) {
-    metrics::counter!("edgewatch_frames_rejected_total", "source" => source.to_string(), "reason" => reject_reason(e))
-        .increment(1);
-    tracing::debug!(source, error = %e, "rejected malformed input");
+    FrameRejected {
+        source,
+        reason: reject_reason(e),
+        error: e,
+    }
+    .emit();
 }

@@ -13,6 +13,7 @@
 use super::config::MqttSource;
 use super::{IngestSender, count_reject};
 use crate::backoff::Backoff;
+use crate::ops::events::{Event as _, SourceLost};
 use edgewatch_protocol::decode_frame;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS, TlsConfiguration, Transport};
 use std::sync::Arc;
@@ -136,10 +137,13 @@ pub async fn run(
             Ok(_) => {}
             Err(e) => {
                 connected.set(0.0);
-                metrics::counter!("edgewatch_source_reconnects_total", "source" => "mqtt")
-                    .increment(1);
                 let delay = backoff.next_delay_ms(rand::random());
-                tracing::warn!(error = %e, retry_ms = delay, "mqtt connection lost");
+                SourceLost {
+                    source: "mqtt",
+                    error: &e,
+                    retry_ms: Some(delay),
+                }
+                .emit();
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_millis(delay)) => {}

@@ -10,6 +10,7 @@
 use super::config::SerialSource;
 use super::{IngestSender, count_reject};
 use crate::backoff::Backoff;
+use crate::ops::events::{Event, SourceLost};
 use edgewatch_protocol::Decoder;
 use std::io::{ErrorKind, Read};
 use std::sync::Arc;
@@ -85,9 +86,12 @@ fn run(cfg: &SerialSource, name: &Arc<str>, tx: &IngestSender, shutdown: &Cancel
                         ErrorKind::TimedOut | ErrorKind::Interrupted | ErrorKind::WouldBlock
                     ) => {}
                 Err(e) => {
-                    tracing::warn!(source = %name, error = %e, "serial device lost; reconnecting");
-                    metrics::counter!("edgewatch_source_reconnects_total", "source" => name.to_string())
-                        .increment(1);
+                    SourceLost {
+                        source: name,
+                        error: &e,
+                        retry_ms: None,
+                    }
+                    .emit();
                     break 'read;
                 }
             }

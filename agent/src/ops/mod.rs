@@ -1,6 +1,8 @@
 //! Watching the process: liveness ([`health`]), the HTTP endpoint for metrics and health
-//! ([`http`]) and systemd's readiness and watchdog notifications ([`notify`]).
+//! ([`http`]), systemd's readiness and watchdog notifications ([`notify`]), and the typed
+//! events that log and count ([`events`]).
 
+pub mod events;
 #[cfg(feature = "test-support")]
 pub mod faults;
 pub mod health;

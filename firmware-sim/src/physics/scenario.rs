@@ -42,6 +42,7 @@
 //! business. Each asset's random streams derive from the scenario seed and its `sensor_id`, so
 //! reordering assets or adding one does not change the others' data.
 
+use super::mix;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -702,14 +703,6 @@ pub struct AssetSim {
     full_scale_g: f32,
     blocks: u64,
     thermal_time_s: f64,
-}
-
-/// SplitMix64 finaliser: decorrelates seeds derived from small integers.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl AssetSim {

@@ -351,9 +351,11 @@ impl FaultSeverity {
 }
 
 /// Two-pole resonator `y[n] = a1·y[n-1] + a2·y[n-2] + g·x[n]`, normalised so a unit impulse
-/// rings with a peak close to 1.
+/// rings with a peak close to 1. The one structural resonance of the workspace: the machine
+/// model rings it with bearing impacts, and the lab's training-data generator with extra
+/// impacts of its own.
 #[derive(Debug, Clone)]
-struct Resonator {
+pub struct Resonator {
     a1: f64,
     a2: f64,
     gain: f64,
@@ -362,7 +364,8 @@ struct Resonator {
 }
 
 impl Resonator {
-    fn new(frequency_hz: f64, damping_ratio: f64, sample_rate_hz: f64) -> Self {
+    /// A resonance at `frequency_hz` with `damping_ratio`, sampled at `sample_rate_hz`, at rest.
+    pub fn new(frequency_hz: f64, damping_ratio: f64, sample_rate_hz: f64) -> Self {
         let omega = TAU * frequency_hz / sample_rate_hz;
         let radius = (-damping_ratio * omega).exp();
         let damped = omega * (1.0 - damping_ratio * damping_ratio).sqrt();
@@ -376,8 +379,9 @@ impl Resonator {
         }
     }
 
+    /// One sample: the response to `input`.
     #[inline]
-    fn step(&mut self, input: f64) -> f64 {
+    pub fn step(&mut self, input: f64) -> f64 {
         let y = self.a1 * self.y1 + self.a2 * self.y2 + self.gain * input;
         self.y2 = self.y1;
         self.y1 = y;
