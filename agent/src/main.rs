@@ -101,11 +101,11 @@ async fn run(path: &Path) -> Result<ExitCode> {
     .await
     {
         Ok(r) => r,
-        Err(e) if format!("{e}").starts_with("model.manifest") => {
-            eprintln!("{}: cannot start\n{e:#}", path.display());
+        Err(e) if e.exit_code() == 2 => {
+            eprintln!("{}: cannot start\n{e}", path.display());
             return Ok(ExitCode::from(2));
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     tracing::info!("agent running");
     let systemd = edgewatch_agent::ops::notify::spawn(running.health.clone(), shutdown.clone());

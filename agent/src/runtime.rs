@@ -18,23 +18,90 @@
 //! the analysis thread drains the windows; the reporter sees the report channel close and
 //! hands its open summaries to the writer, which flushes; then the forwarder stops.
 
+use crate::analyze::model::ModelError;
 use crate::analyze::model::{Model, ModelSource, Variant};
 use crate::analyze::scoring::Classify;
 use crate::analyze::{self, ModelControl, WindowReport};
 use crate::assemble;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::ingest::mqtt::MqttSetupError;
 use crate::ingest::{self, IngestSender};
 use crate::ops::health::Health;
-use anyhow::{Context, Result};
+use crate::outbox::OutboxError;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// Why the agent could not start. None is recoverable by retrying as is: the configuration,
+/// the model file or the machine (a port in use, a data directory that cannot be written) has
+/// to change. [`StartError::exit_code`] says how the binary exits.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The metrics recorder could not be installed.
+    #[error("installing the metrics recorder: {0}")]
+    Metrics(String),
+    /// The configured model was refused.
+    #[error("model.manifest: cannot use {from}: {error}")]
+    Model {
+        /// Where the model was to come from.
+        from: ModelSource,
+        /// Why it was refused.
+        error: ModelError,
+    },
+    /// The metrics endpoint's address cannot be bound.
+    #[error("metrics.listen: cannot bind {addr}: {error}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The MQTT source's settings cannot be used (credentials or certificates unreadable).
+    #[error(transparent)]
+    Mqtt(#[from] MqttSetupError),
+    /// A thread could not be started.
+    #[error("starting the {what} thread: {error}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The data directory cannot be created.
+    #[error("creating {}: {error}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The outbox cannot be opened (another agent holds it, or storage fails).
+    #[error("opening the outbox {}: {error}", path.display())]
+    Outbox {
+        /// The outbox directory.
+        path: PathBuf,
+        /// Why.
+        error: OutboxError,
+    },
+}
+
+impl StartError {
+    /// 2 when the configuration (including the model it names) cannot be used, as
+    /// `agent validate` exits; 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Model { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
 /// The process-wide Prometheus recorder, installed on first use.
-pub fn prometheus() -> Result<PrometheusHandle> {
+pub fn prometheus() -> Result<PrometheusHandle, StartError> {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
@@ -76,15 +143,15 @@ pub fn prometheus() -> Result<PrometheusHandle> {
     ];
     let mut builder = PrometheusBuilder::new()
         .set_buckets(DEFAULT_BUCKETS)
-        .context("histogram buckets")?;
+        .map_err(|e| StartError::Metrics(format!("histogram buckets: {e}")))?;
     for (matcher, buckets) in per_metric {
         builder = builder
             .set_buckets_for_metric(matcher, buckets)
-            .context("histogram buckets")?;
+            .map_err(|e| StartError::Metrics(format!("histogram buckets: {e}")))?;
     }
     let handle = builder
         .install_recorder()
-        .context("installing the metrics recorder")?;
+        .map_err(|e| StartError::Metrics(e.to_string()))?;
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
@@ -106,14 +173,16 @@ pub struct Running {
 pub fn load_model(
     config: &crate::analyze::model::ModelConfig,
     window_len: usize,
-) -> Result<Option<Model>> {
+) -> Result<Option<Model>, StartError> {
     if !config.enabled {
         tracing::info!("no classifier ([model] enabled = false): baseline and thresholds only");
         return Ok(None);
     }
     let source = config.source();
-    let model = Model::open(&source, config.variant)
-        .with_context(|| format!("model.manifest: cannot use {source}"))?;
+    let model = Model::open(&source, config.variant).map_err(|error| StartError::Model {
+        from: source.clone(),
+        error,
+    })?;
     tracing::info!(
         version = model.version(),
         variant = model.key(),
@@ -144,7 +213,7 @@ pub async fn reload_model(
     handle: &ModelControl,
     source: ModelSource,
     variant: Variant,
-) -> Result<Arc<str>> {
+) -> Result<Arc<str>, crate::analyze::ReloadError> {
     match handle.reload(source.clone(), variant).await {
         Ok(version) => {
             metrics::counter!("edgewatch_model_reloads_total", "result" => "ok").increment(1);
@@ -155,7 +224,7 @@ pub async fn reload_model(
         Err(e) => {
             metrics::counter!("edgewatch_model_reloads_total", "result" => "refused").increment(1);
             tracing::error!(error = %e, source = %source, "new model refused; the current model keeps running");
-            Err(anyhow::Error::new(e).context(format!("model.manifest: {source} refused")))
+            Err(e)
         }
     }
 }
@@ -165,7 +234,7 @@ pub async fn start(
     config: Config,
     shutdown: CancellationToken,
     mut on_report: impl FnMut(WindowReport) + Send + 'static,
-) -> Result<Running> {
+) -> Result<Running, StartError> {
     let clock = Clock::start();
     let health = Arc::new(Health::new(clock));
     let prometheus = prometheus()?;
@@ -179,7 +248,7 @@ pub async fn start(
         let (p, h, s) = (prometheus.clone(), health.clone(), shutdown.clone());
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("metrics.listen: cannot bind {addr}"))?;
+            .map_err(|error| StartError::Bind { addr, error })?;
         tasks.push(tokio::spawn(async move {
             if let Err(e) = crate::ops::http::serve(listener, p, h, s).await {
                 tracing::error!(error = %e, "metrics endpoint failed");
@@ -210,8 +279,12 @@ pub async fn start(
 
     for serial in &config.serial {
         threads.push(
-            ingest::serial::spawn(serial.clone(), sender.clone(), shutdown.clone())
-                .context("starting a serial reader thread")?,
+            ingest::serial::spawn(serial.clone(), sender.clone(), shutdown.clone()).map_err(
+                |error| StartError::Thread {
+                    what: "serial reader",
+                    error,
+                },
+            )?,
         );
     }
     if let Some(mqtt) = config.mqtt.clone() {
@@ -243,7 +316,10 @@ pub async fn start(
                 .spawn(move || {
                     analyze::extract_features(&c, window_rx, report_tx, h, classifier, clock)
                 })
-                .context("starting the analysis thread")?,
+                .map_err(|error| StartError::Thread {
+                    what: "analysis",
+                    error,
+                })?,
         );
     }
     let (reporter, store, writer, forwarder) = start_outbox(&config, clock)?;
@@ -295,15 +371,20 @@ type OutboxParts = (
 
 /// Opens the outbox (moving an unreadable one aside), starts its writer thread and, with a
 /// `[kafka]` section, the forwarder.
-fn start_outbox(config: &Config, clock: Clock) -> Result<OutboxParts> {
+fn start_outbox(config: &Config, clock: Clock) -> Result<OutboxParts, StartError> {
     use crate::outbox::{self, Outbox, SledOutbox, sled_store::Opened};
     let dir = config.outbox.resolved_dir(&config.agent.data_dir);
     if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|error| StartError::DataDir {
+            path: parent.to_path_buf(),
+            error,
+        })?;
     }
     let (store, opened) = SledOutbox::open(&dir, config.outbox.max_bytes, clock.unix_ms() / 1000)
-        .with_context(|| format!("opening the outbox {}", dir.display()))?;
+        .map_err(|error| StartError::Outbox {
+        path: dir.clone(),
+        error,
+    })?;
     match opened {
         Opened::MovedAside { moved_to, reason } => {
             metrics::counter!("edgewatch_outbox_moved_aside_total").increment(1);
@@ -336,7 +417,10 @@ fn start_outbox(config: &Config, clock: Clock) -> Result<OutboxParts> {
         flushed.clone(),
         clock,
     )
-    .context("starting the outbox writer thread")?;
+    .map_err(|error| StartError::Thread {
+        what: "outbox writer",
+        error,
+    })?;
     let forwarder = config.kafka.clone().map(|k| {
         let stop = CancellationToken::new();
         let task = tokio::spawn(crate::forward::run(
@@ -386,6 +470,9 @@ impl Running {
     /// Waits for every stage to finish after the shutdown token was cancelled, at most the
     /// drain timeout. Returns false if the deadline passed first.
     pub async fn join(self) -> bool {
+        // The analysis thread ends when its input closes: this control's sender must go first,
+        // or the thread (and every stage after it) would wait for it.
+        drop(self.model);
         let deadline = tokio::time::Instant::now() + self.drain;
         for task in self.tasks {
             if tokio::time::timeout_at(deadline, task).await.is_err() {
@@ -393,9 +480,7 @@ impl Running {
                 return false;
             }
         }
-        // The analysis thread ends when its input closes: drop this control's sender.
         let threads = self.threads;
-        drop(self.model);
         let joined = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();

@@ -62,13 +62,25 @@ impl<T> SendWindow<T> {
         self.in_flight.len()
     }
 
-    /// How many more records may be handed to the producer at `now_ms`.
+    /// Whether `seq` is in flight.
+    pub fn holds(&self, seq: Seq) -> bool {
+        self.in_flight.contains_key(&seq)
+    }
+
+    /// How many more records may be handed to the producer at `now_ms` (ending a backoff that
+    /// is over).
     pub fn room(&mut self, now_ms: u64) -> usize {
         if let Phase::Waiting { until_ms } = self.phase
             && now_ms >= until_ms
         {
             self.phase = Phase::Sending;
         }
+        self.free()
+    }
+
+    /// How many more records may be handed to the producer in the current phase: 0 while
+    /// waiting out a backoff, even one that is over ([`SendWindow::room`] ends it).
+    pub fn free(&self) -> usize {
         match self.phase {
             Phase::Sending => self.max_in_flight.saturating_sub(self.in_flight.len()),
             _ => 0,
