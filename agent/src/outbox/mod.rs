@@ -33,6 +33,9 @@ pub mod record;
 pub mod sled_store;
 pub mod writer;
 
+#[cfg(test)]
+mod model_tests;
+
 pub use config::OutboxConfig;
 pub use ledger::{Depth, Seq};
 pub use record::{Kind, Record};
@@ -103,7 +106,7 @@ pub struct Peeked {
     pub corrupt: Vec<Seq>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct MemoryState {
     records: BTreeMap<Seq, Record>,
     ledger: Ledger,
@@ -112,8 +115,9 @@ struct MemoryState {
     dirty: bool,
 }
 
-/// An outbox in memory, for unit tests of the code around the outbox. `flush` moves the durable
-/// watermark like the sled one; [`MemoryOutbox::crash`] forgets what was not flushed.
+/// An outbox in memory, for unit tests of the code around the outbox, and the model the sled one
+/// is tested against (`model_tests`). `flush` moves the durable watermark like the sled one;
+/// [`MemoryOutbox::crash`] forgets what was not flushed, [`MemoryOutbox::restart`] chooses.
 #[derive(Debug)]
 pub struct MemoryOutbox {
     max_bytes: u64,
@@ -133,25 +137,67 @@ impl MemoryOutbox {
 
     /// Simulates a power cut and restart: only what was flushed remains.
     pub fn crash(&self) {
-        let flushed = self.flushed.lock().expect("lock").clone();
+        self.restart(Unflushed::Lost);
+    }
+
+    /// Simulates a restart that finds what `unflushed` says of the changes made since the last
+    /// flush. Everything found is durable from then on (visible to `peek`), and the sequence
+    /// goes on from the larger of the last record found + 1 and the last flush's high-water
+    /// mark, as [`SledOutbox::open`] does.
+    pub fn restart(&self, unflushed: Unflushed) {
         let mut s = self.state.lock().expect("lock");
+        let mut flushed = self.flushed.lock().expect("lock");
+        let records = match unflushed {
+            Unflushed::Lost => flushed.clone(),
+            Unflushed::Kept => s.records.clone(),
+        };
         let mut ledger = Ledger::default();
-        for (seq, r) in &flushed {
+        for (seq, r) in &records {
             ledger.insert(*seq, entry_of(r));
         }
-        let next = flushed
+        let next = records
             .keys()
             .next_back()
-            .map_or(0, |s| s + 1)
+            .map_or(0, |last| last + 1)
             .max(s.durable);
+        flushed.clone_from(&records);
         *s = MemoryState {
-            records: flushed,
+            records,
             ledger,
             next,
             durable: next,
             dirty: false,
         };
     }
+
+    /// The sequence the next append will get.
+    pub fn next_seq(&self) -> Seq {
+        self.state.lock().expect("lock").next
+    }
+}
+
+/// A copy of the whole state, unflushed changes included: the model-based tests try both
+/// outcomes of a restart on copies and keep the one the store under test shows.
+impl Clone for MemoryOutbox {
+    fn clone(&self) -> Self {
+        Self {
+            max_bytes: self.max_bytes,
+            state: Mutex::new(self.state.lock().expect("lock").clone()),
+            flushed: Mutex::new(self.flushed.lock().expect("lock").clone()),
+        }
+    }
+}
+
+/// What a restart finds of the appends and deletes made since the last flush. [`Outbox`]
+/// promises only what was flushed, so both are correct outcomes, and a test of a store must
+/// accept either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unflushed {
+    /// None of them: the power was cut before they reached the disk.
+    Lost,
+    /// All of them: they reached the disk without a flush (sled writes its whole log when it
+    /// is dropped, so a clean close keeps them).
+    Kept,
 }
 
 fn entry_of(r: &Record) -> Entry {
@@ -191,6 +237,10 @@ impl Outbox for MemoryOutbox {
 
     fn peek(&self, from: Seq, max: usize) -> Result<Peeked, OutboxError> {
         let s = self.state.lock().expect("lock");
+        // Any cursor is allowed, one past the watermark too (`range` would panic on it).
+        if from >= s.durable {
+            return Ok(Peeked::default());
+        }
         Ok(Peeked {
             records: s
                 .records
@@ -270,13 +320,6 @@ pub fn count_drop(kind: Kind, reason: &'static str) {
         .increment(1);
 }
 
-/// Wall clock, ms since the Unix epoch.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +340,16 @@ mod tests {
         assert!(o.peek(0, 10).unwrap().records.is_empty());
         o.flush().unwrap();
         assert_eq!(o.peek(0, 10).unwrap().records.len(), 1);
+    }
+
+    /// Found by `model_tests`: the cursor may be anywhere, as with the sled outbox.
+    #[test]
+    fn a_cursor_past_the_durable_watermark_finds_nothing() {
+        let o = MemoryOutbox::new(1 << 20);
+        o.append(&rec(Kind::Alert, "a", 0)).unwrap();
+        assert!(o.peek(1, 10).unwrap().records.is_empty());
+        o.flush().unwrap();
+        assert!(o.peek(Seq::MAX, 10).unwrap().records.is_empty());
     }
 
     #[test]

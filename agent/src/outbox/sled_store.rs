@@ -114,12 +114,18 @@ impl SledOutbox {
                     OutboxError::Storage("sled panicked while reading the database".into())
                 })??;
         let (ledger, next, corrupt) = scanned;
-        if meta.get(NEXT_SEQ).map_err(storage)?.is_none() {
-            if had_data && records.is_empty() {
-                return Err(OutboxError::Storage(
-                    "the database files are not empty but hold no outbox data (unreadable)".into(),
-                ));
-            }
+        let mark = meta.get(NEXT_SEQ).map_err(storage)?;
+        if mark.is_none() && had_data && records.is_empty() {
+            return Err(OutboxError::Storage(
+                "the database files are not empty but hold no outbox data (unreadable)".into(),
+            ));
+        }
+        // Everything found is visible to `peek` from here on (`durable` is `next`), so it must
+        // be flushed and under the mark like a flushed record: appends can reach the files
+        // without a flush (sled writes its whole log when it is dropped). Without this, a record
+        // sent after this open and deleted, with the delete reaching the disk before any flush,
+        // would give its sequence to a new record at the next open.
+        if mark.as_deref() != Some(next.to_be_bytes().as_slice()) {
             meta.insert(NEXT_SEQ, next.to_be_bytes().to_vec())
                 .map_err(storage)?;
             db.flush().map_err(storage)?;
@@ -146,6 +152,25 @@ impl SledOutbox {
     /// Bytes sled uses on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+impl SledOutbox {
+    /// Opens `dir` again after this process dropped the outbox in it. sled closes its files,
+    /// and so releases its lock, from its background threads a moment after the drop: an open
+    /// at once can find the directory `Locked` (a restarted agent is a new process, which only
+    /// starts once the old one has exited).
+    pub(super) fn reopen(dir: &Path, max_bytes: u64) -> (Self, Opened) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Self::open(dir, max_bytes, 0) {
+                Err(OutboxError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                opened => return opened.expect("open the outbox again"),
+            }
+        }
     }
 }
 
@@ -345,7 +370,7 @@ mod tests {
             o.delete(&[3, 4]).unwrap();
             o.flush().unwrap();
         }
-        let (o, _) = SledOutbox::open(&path, 1 << 20, 0).unwrap();
+        let (o, _) = SledOutbox::reopen(&path, 1 << 20);
         assert_eq!(o.depth().records, 3);
         let seqs: Vec<_> = o
             .peek(0, 10)
@@ -357,6 +382,27 @@ mod tests {
         assert_eq!(seqs, vec![0, 1, 2]);
         // 3 and 4 were sent and deleted: their numbers are not reused.
         assert_eq!(o.append(&rec(Kind::Alert, 9)).unwrap().seq, Some(5));
+    }
+
+    /// Found by `model_tests`: an unflushed append that a reopen finds (sled writes its log
+    /// when dropped) is visible to the sender at once, so its number must never be reused, even
+    /// after its delete reaches the disk without a flush.
+    #[test]
+    fn a_sequence_made_visible_by_a_reopen_is_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox");
+        {
+            let (o, _) = SledOutbox::open(&path, 1 << 20, 0).unwrap();
+            assert_eq!(o.append(&rec(Kind::Summary, 0)).unwrap().seq, Some(0));
+        }
+        {
+            let (o, _) = SledOutbox::reopen(&path, 1 << 20);
+            let sent: Vec<_> = o.peek(0, 10).unwrap().records.iter().map(|r| r.0).collect();
+            assert_eq!(sent, vec![0]);
+            o.delete(&sent).unwrap();
+        }
+        let (o, _) = SledOutbox::reopen(&path, 1 << 20);
+        assert_eq!(o.append(&rec(Kind::Summary, 1)).unwrap().seq, Some(1));
     }
 
     #[test]

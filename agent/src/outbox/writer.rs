@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 /// The writer's bounded input queue. A plain thread channel: the writer waits on it with a
 /// timeout (its flush deadline) without an async runtime. When full, the sender decides
-/// ([`crate::report::Reporter`]: summaries and heartbeats are dropped and counted, an alert
+/// (the reporter: summaries and heartbeats are dropped and counted, an alert
 /// waits up to 5 s).
 pub fn queue(capacity: usize) -> (WriterSender, Receiver<Record>) {
     let (tx, rx) = sync_channel(capacity.max(1));
