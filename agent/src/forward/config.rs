@@ -5,7 +5,7 @@ use crate::outbox::Kind;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Producer compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,19 +226,19 @@ impl KafkaConfig {
         if let Some(u) = &self.username {
             c.set("sasl.username", u);
         }
-        let password = match (&self.password, &self.password_file) {
-            (Some(pw), _) => Some(pw.clone()),
-            (None, Some(f)) => match std::fs::read_to_string(f) {
-                Ok(text) => Some(text.lines().next().unwrap_or("").to_string()),
-                Err(e) => {
-                    p.push(field(
-                        "password_file",
-                        format!("cannot read {}: {e}", f.display()),
-                    ));
-                    None
-                }
-            },
-            (None, None) => None,
+        let password = match crate::ingest::credentials::password(
+            self.password.as_deref(),
+            self.password_file.as_deref(),
+        ) {
+            Ok(pw) => pw,
+            Err(e) => {
+                let f = self.password_file.as_deref().unwrap_or(Path::new(""));
+                p.push(field(
+                    "password_file",
+                    format!("cannot read {}: {e}", f.display()),
+                ));
+                None
+            }
         };
         if let Some(pw) = password {
             c.set("sasl.password", pw);

@@ -7,6 +7,7 @@
 //! when-full policy is named in the configuration ([`WhenFull`]).
 
 pub mod config;
+pub mod credentials;
 pub mod mqtt;
 pub mod serial;
 

@@ -60,15 +60,17 @@ pub fn options(cfg: &MqttSource) -> Result<MqttOptions, MqttSetupError> {
     opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_s));
     opts.set_max_packet_size(64 * 1024, 64 * 1024);
     if let Some(user) = &cfg.username {
-        let password = match (&cfg.password, &cfg.password_file) {
-            (Some(p), _) => p.clone(),
-            (None, Some(f)) => String::from_utf8_lossy(&read(f)?)
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-            (None, None) => String::new(),
-        };
+        let password =
+            super::credentials::password(cfg.password.as_deref(), cfg.password_file.as_deref())
+                .map_err(|source| MqttSetupError::File {
+                    path: cfg
+                        .password_file
+                        .as_deref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    source,
+                })?
+                .unwrap_or_default();
         opts.set_credentials(user.clone(), password);
     }
     if tls {
