@@ -19,7 +19,9 @@ use crate::recordings::{IndexRow, parse_index};
 use anyhow::{Context, Result};
 use edgewatch_agent::analyze::alert::{AlertConfig, Level, Transition, WindowRef};
 use edgewatch_agent::analyze::baseline::BaselineConfig;
-use edgewatch_agent::analyze::features::{FeatureConfig, FeatureExtractor, MachineContext};
+use edgewatch_agent::analyze::features::{
+    EnvelopePeaks, FeatureConfig, FeatureExtractor, MachineContext,
+};
 use edgewatch_agent::analyze::scoring::{Classify, Scorer};
 use edgewatch_agent::assemble::window::{WindowAssembler, WindowConfig};
 use edgewatch_protocol::VibrationBlock;
@@ -52,6 +54,33 @@ pub struct EvalRow {
     pub commissioning_windows: usize,
     /// Flagged windows among those that followed commissioning (commissioned mode).
     pub flagged_after_commissioning: usize,
+    /// Majority over the windows of the textbook envelope analysis ([`textbook_class`]), the
+    /// baseline the agent's typing is compared with.
+    pub envelope_class: String,
+}
+
+/// Lowest line, dB over the local background, that the textbook analysis calls a defect: above
+/// what a single window reads by chance without a line (up to about 10 dB, docs/features.md).
+pub const TEXTBOOK_MIN_DB: f64 = 10.0;
+
+/// The textbook envelope analysis of one window: of the outer-race (BPFO), inner-race (BPFI)
+/// and rolling-element (BSF) line families, fundamental or second harmonic, the one standing
+/// highest over its local background names the defect, if it stands at least
+/// [`TEXTBOOK_MIN_DB`]; otherwise `normal`. No model, no baseline, no tuning on recordings.
+pub fn textbook_class(p: &EnvelopePeaks) -> &'static str {
+    let families = [
+        ("outer", p.bpfo_db.max(p.bpfo_2x_db)),
+        ("inner", p.bpfi_db.max(p.bpfi_2x_db)),
+        ("ball", p.bsf_db.max(p.bsf_2x_db)),
+    ];
+    let (name, db) = families
+        .into_iter()
+        .fold(families[0], |best, f| if f.1 > best.1 { f } else { best });
+    if db >= TEXTBOOK_MIN_DB {
+        name
+    } else {
+        "normal"
+    }
 }
 
 /// How [`evaluate_dir`] treats the recordings.
@@ -129,12 +158,14 @@ fn run_recording(
         windows: 0,
         windows_flagged: 0,
         predicted_class: "normal".into(),
+        envelope_class: "normal".into(),
         alerted: false,
         max_level: Level::Normal,
         commissioning_windows: 0,
         flagged_after_commissioning: 0,
     };
     let mut votes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut envelope_votes: BTreeMap<&'static str, usize> = BTreeMap::new();
     let blocks = samples.len() / BLOCK;
     let block_us = |k: usize| (k as f64 * BLOCK as f64 * 1e6 / row.sample_rate_hz).round() as u64;
     for (k, chunk) in samples.chunks_exact(BLOCK).enumerate() {
@@ -177,6 +208,9 @@ fn run_recording(
                 assessment.class.as_ref().map(|c| c.class.as_str()),
             );
             *votes.entry(class).or_default() += 1;
+            *envelope_votes
+                .entry(textbook_class(&f.envelope))
+                .or_default() += 1;
             if let Some(e) = event.filter(|e| e.transition != Transition::Cleared) {
                 result.alerted = true;
                 result.max_level = result.max_level.max(e.level);
@@ -188,6 +222,12 @@ fn run_recording(
         .max_by_key(|(c, n)| (**n, c.as_str() == "normal"))
     {
         result.predicted_class = class.clone();
+    }
+    if let Some((class, _)) = envelope_votes
+        .iter()
+        .max_by_key(|(c, n)| (**n, **c == "normal"))
+    {
+        result.envelope_class = (*class).to_string();
     }
     Ok((result, t0_us + block_us(blocks)))
 }
@@ -254,21 +294,23 @@ pub fn evaluate_dir(
 pub fn to_csv(rows: &[EvalRow], mode: Mode) -> String {
     let commissioned = matches!(mode, Mode::Commissioned { .. });
     let mut s =
-        String::from("file,label,windows,windows_flagged,predicted_class,alerted,max_level");
+        // envelope_class after the fixed columns, so readers of those keep working.
+        String::from("file,label,windows,windows_flagged,predicted_class,alerted,max_level,envelope_class");
     if commissioned {
         s.push_str(",commissioning_windows,windows_flagged_after_commissioning");
     }
     s.push('\n');
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{}",
             r.file,
             r.label,
             r.windows,
             r.windows_flagged,
             r.predicted_class,
             r.alerted,
-            format!("{:?}", r.max_level).to_lowercase()
+            format!("{:?}", r.max_level).to_lowercase(),
+            r.envelope_class
         ));
         if commissioned {
             s.push_str(&format!(
@@ -338,6 +380,36 @@ pub fn summary(rows: &[EvalRow], mode: Mode) -> String {
 
 #[cfg(test)]
 mod tests {
+    fn peaks(bpfo: f64, bpfi_2x: f64, bsf: f64) -> EnvelopePeaks {
+        EnvelopePeaks {
+            band_hz: [2000.0, 4000.0],
+            band_kurtosis: 1.0,
+            bpfo_db: bpfo,
+            bpfo_2x_db: 3.0,
+            bpfi_db: 3.0,
+            bpfi_2x_db: bpfi_2x,
+            bsf_db: bsf,
+            bsf_2x_db: 3.0,
+            ftf_db: 40.0,
+            ftf_2x_db: 3.0,
+            bpfo_hz: 107.0,
+            bpfi_hz: 162.0,
+            bsf_hz: 70.0,
+            bsf_2x_hz: 140.0,
+            ftf_hz: 12.0,
+        }
+    }
+
+    #[test]
+    fn the_textbook_analysis_names_the_highest_family_and_calls_weak_lines_normal() {
+        assert_eq!(textbook_class(&peaks(25.0, 12.0, 4.0)), "outer");
+        // A second harmonic counts for its family.
+        assert_eq!(textbook_class(&peaks(11.0, 18.0, 4.0)), "inner");
+        assert_eq!(textbook_class(&peaks(4.0, 5.0, 14.0)), "ball");
+        // Below the chance level nothing is named; the cage line is not a defect family.
+        assert_eq!(textbook_class(&peaks(9.0, 8.0, 7.0)), "normal");
+    }
+
     use super::*;
     use edgewatch_agent::analyze::features::FaultOrders;
 
