@@ -42,7 +42,9 @@ impl Clock {
 
     /// Wall time: Unix milliseconds (0 if the system clock is before 1970).
     pub fn unix_ms(&self) -> u64 {
-        unix_ms()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 
     /// Both readings.
@@ -73,12 +75,4 @@ impl Stopwatch {
     pub fn elapsed(&self) -> Duration {
         self.0.elapsed()
     }
-}
-
-/// Wall time in Unix milliseconds, for code that runs outside the agent's process clock (tools,
-/// record creation before a [`Clock`] exists). 0 if the system clock is before 1970.
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

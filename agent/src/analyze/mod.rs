@@ -17,5 +17,5 @@ mod stage;
 
 pub use stage::{
     AnalysisConfig, AnalyzedAsset, FeatureStage, Input, ModelControl, ReloadError, WindowReport,
-    extract_features, machine_contexts,
+    extract_features,
 };

@@ -153,7 +153,7 @@ impl ModelControl {
 }
 
 /// Per-asset machine context for feature extraction.
-pub fn machine_contexts(config: &AnalysisConfig) -> HashMap<Arc<str>, MachineContext> {
+fn machine_contexts(config: &AnalysisConfig) -> HashMap<Arc<str>, MachineContext> {
     config
         .assets
         .iter()
