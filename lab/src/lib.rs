@@ -6,6 +6,8 @@
 //! - [`eval`]: recordings through windowing, features, model and alert logic (`lab eval`).
 //! - [`recordings`]: the recording-folder format (`index.csv`) and the envelope-detector table
 //!   (`lab eval-features`).
+//! - [`speed`]: the agent's shaft-speed estimate on recordings against their index speed
+//!   (`lab speed`).
 //! - [`training`]: labelled model-input vectors from simulated machines (`lab export-features`).
 //! - [`replay_features`]: a recorded serial stream through the agent's decoder and features,
 //!   offline (`lab replay-features`; the cross-build check compares native and emulated runs).
@@ -16,4 +18,5 @@ pub mod demo;
 pub mod eval;
 pub mod recordings;
 pub mod replay_features;
+pub mod speed;
 pub mod training;

@@ -29,9 +29,30 @@
 //! ```
 //!
 //! Every table rejects unknown keys. Each keyframe states the whole condition: an omitted
-//! fault is 0, an omitted `load` is [`DEFAULT_LOAD`], an omitted `overheat` is 0. Between
-//! keyframes every quantity is interpolated linearly; before the first and after the last the
-//! nearest keyframe holds. Two keyframes at the same time make a step change.
+//! fault is 0, an omitted `load` is [`DEFAULT_LOAD`], an omitted `overheat` is 0, an omitted
+//! `rpm` is the machine's `rpm`. Between keyframes every quantity is interpolated linearly;
+//! before the first and after the last the nearest keyframe holds. Two keyframes at the same
+//! time make a step change.
+//!
+//! # Speed ramps
+//!
+//! A keyframe's `rpm` sets the shaft speed at its time, so two keyframes with different
+//! speeds make a linear ramp between them, as a drive on a frequency converter does:
+//!
+//! ```toml
+//! [[asset.phase]]                # 1200 rpm until 10 s ...
+//! at_s = 10
+//! rpm = 1200
+//! [[asset.phase]]                # ... then up to 1800 rpm at 70 s, held after
+//! at_s = 70
+//! rpm = 1800
+//! ```
+//!
+//! The speed moves sample by sample (within a block too), and every rotating phase carries
+//! over, so the signal stays continuous; see the vibration model's "Speed" section. Every
+//! keyframe's speed must satisfy the machine's limits at the sample rate (bearing impacts at
+//! least 8 samples apart). The agent is not told: it is configured with one nominal speed, as
+//! a gateway is.
 //!
 //! # Time and determinism
 //!
@@ -198,6 +219,11 @@ pub struct Phase {
     /// Fault severities; omitted ones are 0.
     #[serde(default)]
     pub faults: FaultSeverity,
+    /// Shaft speed at this keyframe, rpm; `None` (omitted) is the machine's
+    /// [`rpm`](MachineParams::rpm). Interpolated like the rest: see "Speed ramps" in the
+    /// module docs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<f64>,
 }
 
 /// An asset's condition at one instant, interpolated from its keyframes.
@@ -209,14 +235,18 @@ pub struct Condition {
     pub load: f64,
     /// Overheating, 0..=1.
     pub overheat: f64,
+    /// Shaft speed, rpm.
+    pub rpm: f64,
 }
 
 impl Condition {
-    /// Healthy at [`DEFAULT_LOAD`].
+    /// Healthy at [`DEFAULT_LOAD`] and the default machine's speed
+    /// ([`MachineParams::DEFAULT`]).
     pub const NOMINAL: Self = Self {
         faults: FaultSeverity::HEALTHY,
         load: DEFAULT_LOAD,
         overheat: 0.0,
+        rpm: MachineParams::DEFAULT.rpm,
     };
 
     /// How much extra heat the faults generate, 0..=1: the worst bearing defect, or half the
@@ -231,36 +261,40 @@ impl Condition {
     }
 }
 
-impl From<&Phase> for Condition {
-    fn from(phase: &Phase) -> Self {
-        Self {
+impl AssetConfig {
+    /// The condition a keyframe states, its omitted speed read as the machine's.
+    fn keyframe(&self, phase: &Phase) -> Condition {
+        Condition {
             faults: phase.faults,
             load: phase.load,
             overheat: phase.overheat,
+            rpm: phase.rpm.unwrap_or(self.machine.rpm),
         }
     }
-}
 
-impl AssetConfig {
     /// The condition at signal time `t_s` (see the module docs for the interpolation rules).
     pub fn condition_at(&self, t_s: f64) -> Condition {
         let phases = &self.phases;
         let Some(first) = phases.first() else {
-            return Condition::NOMINAL;
+            return Condition {
+                rpm: self.machine.rpm,
+                ..Condition::NOMINAL
+            };
         };
         let next = phases.partition_point(|phase| phase.at_s <= t_s);
         if next == 0 {
-            return first.into();
+            return self.keyframe(first);
         }
-        let before = &phases[next - 1];
-        let Some(after) = phases.get(next) else {
-            return before.into();
+        let before = self.keyframe(&phases[next - 1]);
+        let Some(after) = phases.get(next).map(|phase| self.keyframe(phase)) else {
+            return before;
         };
-        let t = (t_s - before.at_s) / (after.at_s - before.at_s);
+        let t = (t_s - phases[next - 1].at_s) / (phases[next].at_s - phases[next - 1].at_s);
         Condition {
             faults: before.faults.lerp(&after.faults, t),
             load: before.load + (after.load - before.load) * t,
             overheat: before.overheat + (after.overheat - before.overheat) * t,
+            rpm: before.rpm + (after.rpm - before.rpm) * t,
         }
     }
 
@@ -304,6 +338,18 @@ impl AssetConfig {
                     invalid(format!("{here}.faults.{field}"), reason)
                 }
             })?;
+            if let Some(rpm) = phase.rpm {
+                // The machine at this speed: the impact-spacing limit applies to each keyframe,
+                // and so to every speed of a ramp between them.
+                MachineParams {
+                    rpm,
+                    ..self.machine.clone()
+                }
+                .validate_at(sample_rate_hz)
+                .map_err(|VibrationError::Invalid { reason, .. }| {
+                    invalid(format!("{here}.rpm"), reason)
+                })?;
+            }
         }
         Ok(())
     }
@@ -503,6 +549,7 @@ fn phase(at_s: f64, faults: FaultSeverity) -> Phase {
         load: DEFAULT_LOAD,
         overheat: 0.0,
         faults,
+        rpm: None,
     }
 }
 
@@ -790,13 +837,19 @@ impl AssetSim {
         self.synth.elapsed_s()
     }
 
+    /// The shaft speed at the end of the latest block, Hz (the machine's before the first).
+    pub fn shaft_hz(&self) -> f64 {
+        self.synth.shaft_hz()
+    }
+
     /// The asset's condition at signal time `t_s`.
     pub fn condition_at(&self, t_s: f64) -> Condition {
         self.config.condition_at(t_s)
     }
 
     /// Fills `out` (normally [`block_len`](Self::block_len) long) with the next interleaved
-    /// samples in g, generated under the condition at the block's start time.
+    /// samples in g, generated under the condition at the block's start time; the shaft speed
+    /// moves linearly from the condition's at the block's start to the one at its end.
     ///
     /// Values are not clipped to the full scale; the converter to integers decides how.
     ///
@@ -807,7 +860,11 @@ impl AssetSim {
         let first_sample = self.synth.samples_generated();
         let t_start_s = self.synth.elapsed_s();
         let condition = self.config.condition_at(t_start_s);
-        self.synth.next_block(&condition.faults, out);
+        let samples_per_axis = out.len() / self.axes();
+        let t_end_s = (first_sample + samples_per_axis as u64) as f64 / self.sample_rate_hz();
+        let rpm_end = self.config.condition_at(t_end_s).rpm;
+        self.synth
+            .next_block_at_speed(&condition.faults, condition.rpm, rpm_end, out);
         let info = BlockInfo {
             sequence: self.blocks,
             first_sample,
@@ -1051,6 +1108,92 @@ sensor_id = 7
 
     fn rms(x: &[f32]) -> f64 {
         (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+    }
+
+    const RAMP: &str = "[[asset.phase]]\nat_s = 10\nrpm = 1200\n\
+                        [[asset.phase]]\nat_s = 70\nrpm = 1800\n\
+                        [[asset.phase]]\nat_s = 80\n";
+
+    #[test]
+    fn keyframe_speeds_ramp_linearly_and_an_omitted_speed_is_the_machines() {
+        let scenario = Scenario::from_toml_str(&format!("{MINIMAL}{RAMP}")).unwrap();
+        let pump = &scenario.assets[0];
+        let rpm = |t: f64| pump.condition_at(t).rpm;
+        assert_eq!(rpm(0.0), 1200.0);
+        assert_eq!(rpm(10.0), 1200.0);
+        assert!((rpm(40.0) - 1500.0).abs() < 1e-9);
+        assert_eq!(rpm(70.0), 1800.0);
+        // The last keyframe states no speed: back down to the machine's 1480 rpm by 80 s.
+        assert!((rpm(75.0) - 1640.0).abs() < 1e-9);
+        assert_eq!(rpm(80.0), MachineParams::DEFAULT.rpm);
+        let text = scenario.to_toml().unwrap();
+        assert_eq!(Scenario::from_toml_str(&text).unwrap(), scenario, "{text}");
+        // Without keyframes, the machine's speed.
+        let mut fast = Scenario::from_toml_str(MINIMAL).unwrap();
+        fast.assets[0].machine.rpm = 2950.0;
+        assert_eq!(fast.assets[0].condition_at(3.0).rpm, 2950.0);
+    }
+
+    #[test]
+    fn a_keyframe_speed_out_of_range_is_rejected_naming_it() {
+        let too_fast =
+            format!("{MINIMAL}[[asset.phase]]\nat_s = 0\n[[asset.phase]]\nat_s = 5\nrpm = 30000\n");
+        assert!(error_of(&too_fast).starts_with("asset[0].phase[1].rpm:"));
+        let stopped = format!("{MINIMAL}[[asset.phase]]\nat_s = 0\nrpm = 0\n");
+        assert!(error_of(&stopped).starts_with("asset[0].phase[0].rpm:"));
+    }
+
+    #[test]
+    fn a_speed_ramp_moves_the_shaft_line_and_a_constant_speed_changes_no_sample() {
+        // The blocks of a scenario without speeds are those of the plain synthesiser.
+        let scenario = Scenario::builtin("healthy").unwrap();
+        let mut sim = AssetSim::new(&scenario, 0).unwrap();
+        let mut synth = VibrationSynth::new(
+            &scenario.assets[0].machine,
+            scenario.sample_rate_hz,
+            1,
+            mix(mix(scenario.seed ^ mix(1)) ^ 1),
+        )
+        .unwrap();
+        let (mut a, mut b) = (vec![0.0f32; sim.block_len()], vec![0.0f32; sim.block_len()]);
+        for _ in 0..20 {
+            sim.next_vibration(&mut a);
+            synth.next_block(&FaultSeverity::HEALTHY, &mut b);
+            assert_eq!(a, b);
+        }
+        // A ramp from 1200 to 1800 rpm: a pure 1x (no noise) makes as many cycles as the
+        // speed's integral, 250 over the 10 s, with no jump anywhere.
+        let mut ramp = Scenario::from_toml_str(MINIMAL).unwrap();
+        ramp.assets[0].machine.noise_g = 0.0;
+        ramp.assets[0].machine.shaft_harmonics_g = [0.1, 0.0, 0.0];
+        let keyframe = |at_s, rpm| Phase {
+            rpm: Some(rpm),
+            ..phase(at_s, FaultSeverity::HEALTHY)
+        };
+        ramp.assets[0].phases = vec![keyframe(0.0, 1200.0), keyframe(10.0, 1800.0)];
+        let mut sim = AssetSim::new(&ramp, 0).unwrap();
+        let mut signal = Vec::new();
+        let mut block = vec![0.0f32; sim.block_len()];
+        while sim.next_block_start_s() < 10.0 {
+            sim.next_vibration(&mut block);
+            signal.extend_from_slice(&block);
+        }
+        let fs = ramp.sample_rate_hz;
+        let rising = signal
+            .windows(2)
+            .filter(|w| w[0] < 0.0 && w[1] >= 0.0)
+            .count();
+        assert!((249..=251).contains(&rising), "{rising} cycles");
+        let largest_step = signal
+            .windows(2)
+            .map(|w| f64::from((w[1] - w[0]).abs()))
+            .fold(0.0, f64::max);
+        let sine_step = 0.1 * std::f64::consts::TAU * 30.0 / fs;
+        assert!(
+            largest_step <= 1.01 * sine_step,
+            "{largest_step} > {sine_step}"
+        );
+        assert!((sim.shaft_hz() - 30.0).abs() < 1e-9);
     }
 
     #[test]

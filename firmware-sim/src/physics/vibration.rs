@@ -41,8 +41,19 @@
 //! | 0.15       | ~18 dB        | +9 %        |
 //! | 0.5        | ~27 dB        | several × |
 //!
-//! The levels hold at the configured speed: the model does not rescale them with rpm, nor
-//! model speed variation, transfer-path phase, or sensor mounting.
+//! The levels hold at any speed: the model does not rescale them with rpm, nor model
+//! transfer-path phase or sensor mounting.
+//!
+//! # Speed
+//!
+//! The shaft turns at [`MachineParams::rpm`] unless a block is asked for at other speeds:
+//! [`VibrationSynth::next_block_at_speed`] moves the speed linearly across the block (a drive
+//! on a frequency converter ramping). Every rotating phase — the shaft's, the cage's, and the
+//! time to each bearing defect's next impact, as a fraction of its interval — is carried over
+//! from sample to sample, so the signal and its impact trains stay continuous through a speed
+//! change; harmonics that cross 0.45 × the sample rate are dropped or restored as they do.
+//! At a constant speed the output is the same as [`VibrationSynth::next_block`]'s; during a
+//! ramp, how it is split into blocks changes the samples only by rounding.
 //!
 //! Axis 0 is radial horizontal, 1 radial vertical, 2 axial. A synthesiser with fewer axes
 //! produces the first ones.
@@ -392,7 +403,7 @@ impl Resonator {
 /// Impact times of one defect: a renewal process with jittered intervals.
 #[derive(Debug, Clone)]
 struct ImpactTrain {
-    /// Kinematic interval, samples.
+    /// Kinematic interval at the current speed, samples.
     interval: f64,
     /// Samples until the next impact.
     countdown: f64,
@@ -421,6 +432,21 @@ impl ImpactTrain {
         self.countdown += self.interval * (1.0 + slip * jitter);
         Some((1.0 + IMPACT_AMPLITUDE_SPREAD * spread).max(0.0))
     }
+
+    /// A new kinematic interval (the speed changed): the time to the next impact keeps its
+    /// fraction of the interval, so the impact phase is continuous.
+    fn retime(&mut self, interval: f64) {
+        self.countdown *= interval / self.interval;
+        self.interval = interval;
+    }
+}
+
+/// The highest half-order below 0.45 × the sample rate at `shaft_hz` (0 when none is).
+fn max_half_order(shaft_hz: f64, sample_rate_hz: f64) -> usize {
+    (1..=HALF_ORDERS)
+        .take_while(|&m| m as f64 / 2.0 * shaft_hz < 0.45 * sample_rate_hz)
+        .last()
+        .unwrap_or(0)
 }
 
 /// Random but fixed phases of each shaft-synchronous source, per axis and half-order.
@@ -476,6 +502,8 @@ pub struct VibrationSynth {
     sample_rate_hz: f64,
     axes: usize,
     orders: FaultOrders,
+    /// Current shaft speed, Hz.
+    shaft_hz: f64,
     /// Phase of the half-shaft-speed rotation, cycles in `[0, 1)`; twice it is the shaft angle.
     half_phase: f64,
     half_phase_step: f64,
@@ -540,16 +568,14 @@ impl VibrationSynth {
                 sample_rate_hz,
             )
         });
-        let max_half_order = (1..=HALF_ORDERS)
-            .take_while(|&m| m as f64 / 2.0 * shaft_hz < 0.45 * sample_rate_hz)
-            .last()
-            .unwrap_or(0);
+        let max_half_order = max_half_order(shaft_hz, sample_rate_hz);
 
         Ok(Self {
             params: params.clone(),
             sample_rate_hz,
             axes,
             orders,
+            shaft_hz,
             half_phase: setup_rng.random::<f64>(),
             half_phase_step: shaft_hz / 2.0 / sample_rate_hz,
             cage_phase: setup_rng.random::<f64>(),
@@ -590,6 +616,12 @@ impl VibrationSynth {
         self.orders
     }
 
+    /// The current shaft speed, Hz: [`MachineParams::shaft_hz`] until a block is made at
+    /// other speeds ([`next_block_at_speed`](Self::next_block_at_speed)).
+    pub fn shaft_hz(&self) -> f64 {
+        self.shaft_hz
+    }
+
     /// Samples per axis produced so far.
     pub fn samples_generated(&self) -> u64 {
         self.samples
@@ -609,6 +641,43 @@ impl VibrationSynth {
     ///
     /// If `out.len()` is not a multiple of [`axes`](Self::axes).
     pub fn next_block(&mut self, faults: &FaultSeverity, out: &mut [f32]) {
+        self.fill(faults, self.shaft_hz, self.shaft_hz, out);
+    }
+
+    /// [`next_block`](Self::next_block) with the shaft speed moving linearly from `rpm_start`
+    /// at the block's first frame towards `rpm_end` at the frame after its last, so
+    /// consecutive blocks whose speeds join make one continuous ramp. The speed is held at
+    /// `rpm_end` afterwards. A speed that is not finite and positive leaves the speed as it
+    /// was. The caller keeps bearing impacts at least 8 samples apart
+    /// ([`MachineParams::validate_at`] at the highest speed).
+    ///
+    /// # Panics
+    ///
+    /// If `out.len()` is not a multiple of [`axes`](Self::axes).
+    pub fn next_block_at_speed(
+        &mut self,
+        faults: &FaultSeverity,
+        rpm_start: f64,
+        rpm_end: f64,
+        out: &mut [f32],
+    ) {
+        let valid = |rpm: f64| rpm.is_finite() && rpm > 0.0;
+        let start_hz = if valid(rpm_start) {
+            rpm_start / 60.0
+        } else {
+            self.shaft_hz
+        };
+        let end_hz = if valid(rpm_end) {
+            rpm_end / 60.0
+        } else {
+            start_hz
+        };
+        self.fill(faults, start_hz, end_hz, out);
+    }
+
+    /// The block, the shaft speed moving linearly from `start_hz` (first frame) towards
+    /// `end_hz` (the frame after the last), both finite and positive.
+    fn fill(&mut self, faults: &FaultSeverity, start_hz: f64, end_hz: f64, out: &mut [f32]) {
         assert!(
             out.len().is_multiple_of(self.axes),
             "block length {} is not a multiple of {} axes",
@@ -629,9 +698,14 @@ impl VibrationSynth {
         let noise_g = self.params.noise_g * (1.0 + 0.5 * faults.bearing_max());
         let load_zone = self.phases.load_zone;
         let axes = self.axes;
-        let max_half_order = self.max_half_order;
+        let frames = out.len() / axes;
 
-        for frame in out.chunks_exact_mut(axes) {
+        for (i, frame) in out.chunks_exact_mut(axes).enumerate() {
+            self.set_shaft_hz(
+                start_hz + (end_hz - start_hz) * i as f64 / frames as f64,
+                &faults,
+            );
+            let max_half_order = self.max_half_order;
             // Shaft-synchronous part: powers of e^{iα}, α the half-order angle.
             let (sin1, cos1) = (TAU * self.half_phase).sin_cos();
             let mut periodic = [0.0f64; MAX_AXES];
@@ -675,6 +749,32 @@ impl VibrationSynth {
             self.half_phase = (self.half_phase + self.half_phase_step).fract();
             self.cage_phase = (self.cage_phase + self.cage_phase_step).fract();
             self.samples += 1;
+        }
+        if frames > 0 {
+            self.set_shaft_hz(end_hz, &faults);
+        }
+    }
+
+    /// Moves to a new shaft speed, keeping every phase: the shaft and cage phases advance at
+    /// the new rate from where they are, and each impact train keeps the fraction of its
+    /// interval left. Does nothing at the current speed, so a constant speed changes no bit.
+    fn set_shaft_hz(&mut self, shaft_hz: f64, faults: &FaultSeverity) {
+        if shaft_hz == self.shaft_hz {
+            return;
+        }
+        let fs = self.sample_rate_hz;
+        let orders = self.orders;
+        self.shaft_hz = shaft_hz;
+        self.half_phase_step = shaft_hz / 2.0 / fs;
+        self.cage_phase_step = orders.ftf * shaft_hz / fs;
+        let interval = |order: f64| fs / (order * shaft_hz);
+        self.outer.retime(interval(orders.bpfo));
+        self.inner.retime(interval(orders.bpfi));
+        self.rolling.retime(interval(2.0 * orders.bsf));
+        let max_half_order = max_half_order(shaft_hz, fs);
+        if max_half_order != self.max_half_order {
+            self.max_half_order = max_half_order;
+            self.update_coefficients(faults);
         }
     }
 
