@@ -23,6 +23,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+// The assembler cuts windows no shorter than the feature extractor accepts; it keeps its own
+// copy of the bound because a stage never names the stages after it.
+const _: () =
+    assert!(crate::assemble::window::MIN_WINDOW_LEN == crate::analyze::features::MIN_WINDOW_LEN);
+
 /// A configuration that cannot be used. Not recoverable without editing the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -58,7 +63,7 @@ pub struct Config {
     /// Monitored machines (`[[asset]]`), at least one.
     #[serde(default, rename = "asset")]
     pub assets: Vec<Asset>,
-    /// Window length and overlap.
+    /// Window size (a duration, shaft revolutions or a sample count) and overlap.
     #[serde(default)]
     pub window: WindowConfig,
     /// Feature extraction settings.
@@ -76,6 +81,9 @@ pub struct Config {
     /// Alert thresholds and hysteresis.
     #[serde(default)]
     pub alerts: crate::analyze::alert::AlertConfig,
+    /// When the envelope line families decide the bearing part.
+    #[serde(default)]
+    pub diagnosis: crate::analyze::diagnosis::DiagnosisConfig,
     /// The on-device classifier.
     #[serde(default)]
     pub model: crate::analyze::model::ModelConfig,
@@ -305,6 +313,11 @@ impl Config {
             reorder_wait_ms: self.pipeline.reorder_wait_ms,
             sensor_assets: self.sensor_assets(),
             assets: self.assets.iter().map(|a| a.id.clone()).collect(),
+            shaft_hz: self
+                .assets
+                .iter()
+                .map(|a| (a.id.clone(), a.shaft_rpm / 60.0))
+                .collect(),
             temperature: self.features.temperature,
         }
     }
@@ -315,7 +328,8 @@ impl Config {
             features: self.features.clone(),
             baseline: self.baseline,
             alerts: self.alerts.clone(),
-            window_len: self.window.length,
+            diagnosis: self.diagnosis,
+            window: self.window,
             data_dir: Some(self.agent.data_dir.clone()),
             assets: self
                 .assets
@@ -505,17 +519,7 @@ impl Config {
             "asset",
             "no sensor is assigned to any asset (set `sensors = [..]` on an asset)",
         );
-        let w = &self.window;
-        p.check(
-            (256..=65_536).contains(&w.length),
-            "window.length",
-            format!("{} samples is not between 256 and 65536", w.length),
-        );
-        p.check(
-            (0.0..=0.9).contains(&w.overlap),
-            "window.overlap",
-            format!("{} is not between 0 and 0.9", w.overlap),
-        );
+        p.0.extend(self.window.problems());
         if let Err(e) = self.features.validate() {
             p.add("features", e.to_string());
         }
@@ -540,6 +544,9 @@ impl Config {
         );
         for (field, reason) in self.alerts.problems() {
             p.add(format!("alerts.{field}"), reason);
+        }
+        for (field, reason) in self.diagnosis.problems() {
+            p.add(format!("diagnosis.{field}"), reason);
         }
         if self.model.enabled {
             p.file_exists(&self.model.manifest, "model.manifest");
@@ -634,7 +641,12 @@ sensors = [3]
     fn the_valid_example_is_accepted_with_its_defaults() {
         let c = Config::parse(&valid()).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.window.length, WindowConfig::default_length());
+        assert_eq!(c.window, WindowConfig::default());
+        assert_eq!(
+            c.window.size(),
+            crate::assemble::window::WindowSize::DurationS(1.0)
+        );
+        assert_eq!(c.window.overlap, 0.5);
         assert_eq!(c.mqtt.as_ref().unwrap().qos, 1);
         assert!(!c.mqtt.as_ref().unwrap().clean_session);
         assert_eq!(c.sensor_assets().get(&3).map(String::as_str), Some("fan-1"));
@@ -677,6 +689,65 @@ sensors = [3]
         for f in ["asset[1].shaft_rpm", "mqtt.qos", "window.overlap"] {
             assert!(fields.contains(&f.to_string()), "{f} not in {fields:?}");
         }
+    }
+
+    /// The valid example with a `[window]` section of `body`.
+    fn with_window(body: &str) -> String {
+        valid().replace(
+            "[[asset]]\nid = \"pump-1\"",
+            &format!("[window]\n{body}\n\n[[asset]]\nid = \"pump-1\""),
+        )
+    }
+
+    #[test]
+    fn a_window_is_a_duration_revolutions_or_a_length() {
+        use crate::assemble::window::WindowSize;
+        for (body, size) in [
+            ("duration_s = 2.0", WindowSize::DurationS(2.0)),
+            ("revolutions = 25", WindowSize::Revolutions(25.0)),
+            ("length = 8192\noverlap = 0.0", WindowSize::Length(8192)),
+        ] {
+            let c = Config::parse(&with_window(body)).unwrap();
+            c.validate().unwrap();
+            assert_eq!(c.window.size(), size, "{body}");
+            assert_eq!(c.assembler().window, c.window);
+            assert_eq!(c.analysis().window, c.window);
+        }
+        // Revolutions are counted on each asset's own shaft.
+        let c = Config::parse(&with_window("revolutions = 25")).unwrap();
+        let shafts = c.assembler().shaft_hz;
+        assert_eq!(shafts.get("pump-1"), Some(&(1480.0 / 60.0)));
+        assert_eq!(shafts.get("fan-1"), Some(&(990.0 / 60.0)));
+    }
+
+    #[test]
+    fn two_window_sizes_are_refused_naming_the_extra_field() {
+        let fields = invalid_fields(&with_window("duration_s = 1.0\nlength = 8192"));
+        assert_eq!(fields, ["window.length"]);
+        let fields = invalid_fields(&with_window("duration_s = 1.0\nrevolutions = 20"));
+        assert_eq!(fields, ["window.revolutions"]);
+        let e = error_of(&with_window("revolutions = 20\nlength = 8192"));
+        assert!(
+            e.contains("window.length") && e.contains("revolutions is also set"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_window_size_out_of_range_is_named() {
+        for (body, field) in [
+            ("duration_s = 0", "window.duration_s"),
+            ("duration_s = -0.5", "window.duration_s"),
+            ("duration_s = 61", "window.duration_s"),
+            ("revolutions = 0", "window.revolutions"),
+            ("length = 100", "window.length"),
+            ("length = 8191", "window.length"),
+            ("length = 131072", "window.length"),
+        ] {
+            assert_eq!(invalid_fields(&with_window(body)), [field], "{body}");
+        }
+        let e = error_of(&with_window("duration_s = 0"));
+        assert!(e.starts_with("window.duration_s: "), "{e}");
     }
 
     #[test]
@@ -759,6 +830,13 @@ mod doc_tests {
         )
         .unwrap();
         c.features.envelope_band_hz = Some([1000.0, 2000.0]);
+        // Every size field at once (validation refuses it; the keys are what is checked).
+        c.window = WindowConfig {
+            duration_s: Some(1.0),
+            revolutions: Some(20.0),
+            length: Some(8192),
+            overlap: 0.5,
+        };
         let value = toml::Value::try_from(&c).unwrap();
         fn keys(v: &toml::Value, out: &mut Vec<String>) {
             match v {

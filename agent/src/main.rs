@@ -41,7 +41,7 @@ fn validate(path: &Path) -> ExitCode {
             let model = if c.model.enabled {
                 match Model::open(&c.model.source(), c.model.variant) {
                     Ok(m) => {
-                        if let Some(warning) = m.window_mismatch(c.window.length) {
+                        if let Some(warning) = m.window_mismatch(&c.window) {
                             eprintln!("{}: warning: {warning}", path.display());
                         }
                         format!("{} ({})", m.version(), m.key())

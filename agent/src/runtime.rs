@@ -168,11 +168,11 @@ pub struct Running {
     forwarder: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
 }
 
-/// Loads the configured model; `None` when `[model] enabled = false`. `window_len` is the
-/// agent's `[window] length` (a model trained on other windows is warned about).
+/// Loads the configured model; `None` when `[model] enabled = false`. `window` is the agent's
+/// `[window]` (a model trained on other windows is warned about).
 pub fn load_model(
     config: &crate::analyze::model::ModelConfig,
-    window_len: usize,
+    window: &crate::assemble::window::WindowConfig,
 ) -> Result<Option<Model>, StartError> {
     if !config.enabled {
         tracing::info!("no classifier ([model] enabled = false): baseline and thresholds only");
@@ -189,7 +189,7 @@ pub fn load_model(
         source = %source,
         "model loaded"
     );
-    if let Some(warning) = model.window_mismatch(window_len) {
+    if let Some(warning) = model.window_mismatch(window) {
         tracing::warn!("{warning}");
     }
     set_model_info(model.version(), config.variant);
@@ -239,7 +239,7 @@ pub async fn start(
     let health = Arc::new(Health::new(clock));
     let prometheus = prometheus()?;
     // After the recorder: the model-info gauge is set while loading.
-    let model = load_model(&config.model, config.window.length)?;
+    let model = load_model(&config.model, &config.window)?;
     let config = Arc::new(config);
     let mut tasks = Vec::new();
     let mut threads = Vec::new();

@@ -150,10 +150,12 @@ def main():
         print(f"feature check: {a.shape[0]} windows x {a.shape[1]} inputs, "
               f"max |agent - python| = {diff:.3g}")
 
-        # Throughput: the whole pipeline per window on one core.
+        # Throughput: the whole pipeline per window on one core. The reference cuts fixed
+        # 8192-sample windows; the agent's default is 1 s, so `lab eval` is given the same.
         out_csv = os.path.join(tmp, "eval.csv")
         _, agent_cpu, agent_rss = measured(
-            [args.agent, "eval", "--data", data, "--out", out_csv], env=single
+            [args.agent, "eval", "--data", data, "--out", out_csv, "--window-len", "8192"],
+            env=single,
         )
         with open(out_csv) as f:
             agent_windows = sum(int(r["windows"]) for r in csv.DictReader(f))

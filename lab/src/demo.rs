@@ -72,6 +72,7 @@ pub fn config_for(scenario: &Scenario, device: PathBuf, opts: &DemoOptions) -> C
             ..Default::default()
         },
         alerts: Default::default(),
+        diagnosis: Default::default(),
         model: Default::default(),
         // No Kafka: records collect in the outbox under the data directory, up to its cap.
         outbox: Default::default(),

@@ -15,7 +15,7 @@
 //!
 //! | quantity | range |
 //! |---|---|
-//! | sample rate | 12, 20, 25.6, 48.8 kHz (window length stays the configured one) |
+//! | sample rate | 12, 20, 25.6, 48.8 kHz (windows keep the configured size, by default 1 s: 12 000, 20 000, 25 600 and 49 152 samples; only a fixed `--window-len` keeps the sample count instead) |
 //! | shaft speed | 600–3600 rpm, log-uniform; the agent is told it within ± 0.5 % |
 //! | bearing | SKF 6203, SKF 6205, or a random geometry (7–20 elements, d/D 0.12–0.30, contact angle 0–40°) |
 //! | structural resonance | 1.5–8 kHz log-uniform, at most 0.4 × sample rate; damping 0.02–0.12 |
@@ -189,7 +189,7 @@ pub struct ExportOptions {
     pub windows_per_case: usize,
     /// Sample rates drawn from, Hz.
     pub sample_rates_hz: Vec<f64>,
-    /// The agent's windowing (length and overlap), as configured on the gateway.
+    /// The agent's windowing (size and overlap), as configured on the gateway.
     pub window: WindowConfig,
     /// The agent's feature settings.
     pub features: FeatureConfig,
@@ -226,8 +226,8 @@ impl ExportOptions {
         {
             return bad("sample rates must be given, each within 4000..=100000 Hz");
         }
-        if !(0.0..=0.9).contains(&self.window.overlap) {
-            return bad("window overlap must be within 0..=0.9");
+        if let Some(problem) = self.window.problems().first() {
+            return bad(&problem.to_string());
         }
         Ok(())
     }
@@ -622,6 +622,7 @@ impl Case {
             load,
             overheat,
             faults,
+            rpm: None,
         };
         Scenario {
             name: format!("training-case-{}", self.id),
@@ -702,12 +703,21 @@ pub struct LabelledWindow {
     pub start_s: f64,
     /// The model inputs, in [`FEATURE_NAMES`] order.
     pub inputs: [f32; MODEL_INPUT_LEN],
+    /// The envelope line families (not exported: the physics' evidence, for its evaluation).
+    pub families: edgewatch_agent::analyze::features::LineFamilies,
+}
+
+/// Samples per window of a case: the agent's size at the case's sample rate and configured
+/// speed, as its assembler computes it.
+fn case_window_len(case: &Case, window: WindowConfig) -> usize {
+    window.length_for(case.sample_rate_hz, Some(case.configured_rpm / 60.0))
 }
 
 /// Signal simulated before a case gives up, s (the temperature trend needs its minimum span
 /// first).
 fn signal_budget_s(case: &Case, window: WindowConfig, features: &FeatureConfig, n: usize) -> f64 {
-    let windows_s = (window.length + n * window.hop()) as f64 / case.sample_rate_hz;
+    let len = case_window_len(case, window);
+    let windows_s = (len + n * window.hop_for(len)) as f64 / case.sample_rate_hz;
     features.temperature.min_span_s + 10.0 + 2.0 * windows_s
 }
 
@@ -758,11 +768,12 @@ pub fn run_case(
         ))
     };
     let mut twin_windows: Vec<AssembledWindow> = Vec::new();
-    let mut extractor = FeatureExtractor::new(window.length, case.sample_rate_hz, features)
-        .map_err(|source| TrainingError::Features {
-            case: case.id,
-            source,
-        })?;
+    let mut extractor =
+        FeatureExtractor::new(case_window_len(case, window), case.sample_rate_hz, features)
+            .map_err(|source| TrainingError::Features {
+                case: case.id,
+                source,
+            })?;
     let ctx = case.machine_context();
     let budget_s = signal_budget_s(case, window, features, windows);
     let source: Arc<str> = Arc::from("training");
@@ -837,6 +848,7 @@ pub fn run_case(
                 channel: ["x", "y", "z"][usize::from(w.window.axis)].to_string(),
                 start_s: (w.window.start_us - first) as f64 / 1e6,
                 inputs: f.model_inputs(),
+                families: f.envelope.families,
             });
         }
     }
@@ -909,7 +921,8 @@ pub fn export(
 }
 
 /// Cuts every recording of a folder (see [`crate::recordings`]) into the agent's windows
-/// (`window` length and hop; a contiguous recording windows exactly as the agent's
+/// (`window` size at the recording's sample rate and speed, and hop; a contiguous recording
+/// windows exactly as the agent's
 /// [`WindowAssembler`](edgewatch_agent::assemble::window::WindowAssembler) would) and extracts the model inputs with
 /// the index's speed and orders. Recordings have no temperature: the rate input is 0.
 pub fn recording_windows(
@@ -923,7 +936,7 @@ pub fn recording_windows(
         source,
     })?;
     let rows = parse_index(&index)?;
-    let mut extractors: Vec<(u64, FeatureExtractor)> = Vec::new();
+    let mut extractors: Vec<((u64, usize), FeatureExtractor)> = Vec::new();
     let mut out = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         if Path::new(&row.file).file_name() != Some(std::ffi::OsStr::new(&row.file)) {
@@ -942,14 +955,17 @@ pub fn recording_windows(
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        let key = row.sample_rate_hz.to_bits();
+        let len = window.length_for(row.sample_rate_hz, Some(row.rpm / 60.0));
+        let key = (row.sample_rate_hz.to_bits(), len);
         let k = match extractors.iter().position(|(r, _)| *r == key) {
             Some(k) => k,
             None => {
-                let x = FeatureExtractor::new(window.length, row.sample_rate_hz, features)
-                    .map_err(|source| EvalError::Features {
-                        file: row.file.clone(),
-                        source,
+                let x =
+                    FeatureExtractor::new(len, row.sample_rate_hz, features).map_err(|source| {
+                        EvalError::Features {
+                            file: row.file.clone(),
+                            source,
+                        }
                     })?;
                 extractors.push((key, x));
                 extractors.len() - 1
@@ -961,9 +977,9 @@ pub fn recording_windows(
             orders: row.orders,
         };
         let mut start = 0;
-        while start + window.length <= samples.len() {
+        while start + len <= samples.len() {
             let f = extractor
-                .extract(&samples[start..start + window.length], &ctx)
+                .extract(&samples[start..start + len], &ctx)
                 .map_err(|source| EvalError::Features {
                     file: row.file.clone(),
                     source,
@@ -978,8 +994,9 @@ pub fn recording_windows(
                 channel: row.file.clone(),
                 start_s: start as f64 / row.sample_rate_hz,
                 inputs: f.model_inputs(),
+                families: f.envelope.families,
             });
-            start += window.hop();
+            start += window.hop_for(len);
         }
     }
     Ok(out)
@@ -1060,12 +1077,9 @@ pub struct ExportArgs {
     /// Consecutive windows taken from each machine.
     #[arg(long, default_value_t = 6)]
     pub windows_per_case: usize,
-    /// Window length, samples (the agent's `window.length`).
-    #[arg(long, default_value_t = WindowConfig::default_length())]
-    pub window_len: usize,
-    /// Window overlap (the agent's `window.overlap`).
-    #[arg(long, default_value_t = WindowConfig::default_overlap())]
-    pub overlap: f64,
+    /// The windows (the agent's `[window]`).
+    #[command(flatten)]
+    pub window: WindowArgs,
     /// Sample rates to draw from, Hz, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_SAMPLE_RATES_HZ)]
     pub sample_rates: Vec<f64>,
@@ -1078,12 +1092,54 @@ pub struct ExportArgs {
     pub recordings: Option<PathBuf>,
 }
 
+/// The agent's `[window]` as command-line options (`lab export-features`, `lab eval`): at most
+/// one size, and the overlap. No size: the agent's default, 1 s.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WindowArgs {
+    /// Window duration, seconds (the agent's `window.duration_s`; the default, 1 s, when no
+    /// size is given).
+    #[arg(long, value_name = "SECONDS", conflicts_with_all = ["window_revolutions", "window_len"])]
+    pub window_s: Option<f64>,
+    /// Window size in shaft revolutions at each machine's speed (the agent's
+    /// `window.revolutions`).
+    #[arg(long, value_name = "REVOLUTIONS", conflicts_with = "window_len")]
+    pub window_revolutions: Option<f64>,
+    /// Window length, samples, whatever the sample rate (the agent's `window.length`).
+    #[arg(long, value_name = "SAMPLES")]
+    pub window_len: Option<usize>,
+    /// Window overlap (the agent's `window.overlap`).
+    #[arg(long, default_value_t = WindowConfig::default_overlap())]
+    pub overlap: f64,
+}
+
+impl WindowArgs {
+    /// The window these options give, checked as the agent checks `[window]`; the error names
+    /// the option.
+    pub fn window(&self) -> Result<WindowConfig, TrainingError> {
+        let window = WindowConfig {
+            duration_s: self.window_s,
+            revolutions: self.window_revolutions,
+            length: self.window_len,
+            overlap: self.overlap,
+        };
+        match window.problems().first() {
+            None => Ok(window),
+            Some(p) => {
+                let option = match p.field.as_str() {
+                    "window.duration_s" => "--window-s",
+                    "window.revolutions" => "--window-revolutions",
+                    "window.length" => "--window-len",
+                    _ => "--overlap",
+                };
+                Err(TrainingError::Options(format!("{option}: {}", p.reason)))
+            }
+        }
+    }
+}
+
 /// Runs `agent export-features`: writes the CSV and returns the number of windows.
 pub fn run_export(args: &ExportArgs) -> Result<usize, TrainingError> {
-    let window = WindowConfig {
-        length: args.window_len,
-        overlap: args.overlap,
-    };
+    let window = args.window.window()?;
     let windows = match &args.recordings {
         Some(dir) => recording_windows(dir, window, &FeatureConfig::default())?,
         None => {
@@ -1119,10 +1175,7 @@ mod tests {
             cases_per_class: 1,
             windows_per_case: 2,
             sample_rates_hz: vec![12_000.0],
-            window: WindowConfig {
-                length: 4096,
-                overlap: 0.5,
-            },
+            window: WindowConfig::from_length(4096),
             threads: NonZeroUsize::new(2).unwrap(),
             ..ExportOptions::default()
         }

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! - [`sequencer`]: per-sensor ordering (duplicates dropped, reordering undone, gaps counted).
-//! - [`window`]: overlapping windows that never span a gap.
+//! - [`window`]: overlapping windows that never span a gap, sized per sensor by duration or
+//!   shaft revolutions once its sample rate is known.
 //! - [`temperature`]: the per-asset temperature trend (level and rate of rise).
 //!
 //! [`Assembler`] is pure (arrival time is an input); [`assemble`] is its thin task. Shutdown
@@ -19,7 +20,10 @@ pub mod temperature;
 pub mod window;
 
 use crate::assemble::sequencer::{Sequenced, Sequencer, SequencerLimits};
-use crate::assemble::window::{Break, Window, WindowAssembler, WindowConfig, WindowStats};
+use crate::assemble::window::{
+    Break, MAX_WINDOW_LEN, MIN_WINDOW_LEN, Window, WindowAssembler, WindowConfig, WindowSize,
+    WindowStats,
+};
 use crate::clock::Clock;
 use crate::ingest::Ingest;
 use crate::ops::health::Health;
@@ -57,6 +61,8 @@ pub struct Assembler {
     window: WindowConfig,
     limits: SequencerLimits,
     sensor_assets: BTreeMap<u32, Arc<str>>,
+    /// Nominal shaft speed of each asset, Hz (windows sized in revolutions).
+    shaft_hz: HashMap<Arc<str>, f64>,
     sensors: HashMap<u32, SensorState>,
     temperatures: HashMap<Arc<str>, TemperatureTrend>,
     sequenced: Vec<Sequenced>,
@@ -86,6 +92,9 @@ pub struct AssemblerConfig {
     pub sensor_assets: BTreeMap<u32, String>,
     /// Every asset id (each gets a temperature trend).
     pub assets: Vec<String>,
+    /// Nominal shaft speed of each asset, Hz (`[[asset]] shaft_rpm` / 60): sizes windows given
+    /// in revolutions.
+    pub shaft_hz: BTreeMap<String, f64>,
     /// `[features.temperature]`.
     pub temperature: TemperatureTrendConfig,
 }
@@ -104,6 +113,11 @@ impl Assembler {
                 .sensor_assets
                 .iter()
                 .map(|(s, a)| (*s, Arc::from(a.as_str())))
+                .collect(),
+            shaft_hz: config
+                .shaft_hz
+                .iter()
+                .map(|(a, hz)| (Arc::from(a.as_str()), *hz))
                 .collect(),
             sensors: HashMap::new(),
             last_received_ms: 0,
@@ -138,13 +152,14 @@ impl Assembler {
         };
         let window = self.window;
         let limits = self.limits;
+        let shaft_hz = self.shaft_hz.get(&asset).copied();
         let state = self
             .sensors
             .entry(sensor_id)
             .or_insert_with(|| SensorState {
                 asset: asset.clone(),
                 sequencer: Sequencer::new(limits),
-                windows: WindowAssembler::new(sensor_id, window),
+                windows: WindowAssembler::new(sensor_id, window).with_shaft_hz(shaft_hz),
                 status: None,
             });
         let before = state.sequencer.stats();
@@ -185,6 +200,7 @@ impl Assembler {
         };
         let mut windows = Vec::new();
         let before = state.windows.stats();
+        let sized = (state.windows.window_len(), state.windows.sample_rate_hz());
         for item in self.sequenced.drain(..) {
             match item {
                 Sequenced::Frame(frame) => match frame.payload {
@@ -224,6 +240,16 @@ impl Assembler {
             }
         }
         count_breaks(before, state.windows.stats());
+        if (state.windows.window_len(), state.windows.sample_rate_hz()) != sized {
+            let shaft_hz = self.shaft_hz.get(&state.asset).copied();
+            log_window_size(
+                sensor_id,
+                &state.asset,
+                &state.windows,
+                self.window,
+                shaft_hz,
+            );
+        }
         let trend = self.temperatures.get(&state.asset);
         for window in windows {
             metrics::counter!("edgewatch_windows_total").increment(1);
@@ -235,6 +261,54 @@ impl Assembler {
                 completed_ms: self.last_received_ms,
             });
         }
+    }
+}
+
+/// Says how a sensor's windows were sized for its (new) sample rate; warns when the memory cap
+/// or the features' minimum changed the size asked for.
+fn log_window_size(
+    sensor_id: u32,
+    asset: &str,
+    windows: &WindowAssembler,
+    config: WindowConfig,
+    shaft_hz: Option<f64>,
+) {
+    let (Some(len), Some(rate)) = (windows.window_len(), windows.sample_rate_hz()) else {
+        return;
+    };
+    let seconds = len as f64 / rate;
+    let wanted = config.wanted_samples(rate, shaft_hz).ceil();
+    let size = config.size();
+    if wanted > MAX_WINDOW_LEN as f64 && !matches!(size, WindowSize::Length(_)) {
+        tracing::warn!(
+            sensor_id,
+            asset,
+            sample_rate_hz = rate,
+            wanted_samples = wanted,
+            samples = len,
+            seconds,
+            "[window] {size} asks for more than {MAX_WINDOW_LEN} samples at this rate: windows \
+             are capped at {MAX_WINDOW_LEN} samples ({seconds:.3} s)"
+        );
+    } else if wanted < MIN_WINDOW_LEN as f64 && !matches!(size, WindowSize::Length(_)) {
+        tracing::warn!(
+            sensor_id,
+            asset,
+            sample_rate_hz = rate,
+            samples = len,
+            seconds,
+            "[window] {size} is fewer than {MIN_WINDOW_LEN} samples at this rate: windows are \
+             {MIN_WINDOW_LEN} samples ({seconds:.3} s)"
+        );
+    } else {
+        tracing::info!(
+            sensor_id,
+            asset,
+            sample_rate_hz = rate,
+            samples = len,
+            seconds,
+            "windows sized ([window] {size})"
+        );
     }
 }
 
@@ -313,4 +387,83 @@ pub async fn assemble<T: From<AssembledWindow>>(
         }
     }
     tracing::info!("assembler drained");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgewatch_protocol::{Frame, Header, VibrationBlock, heapless};
+
+    /// Assembler config: sensor 1 on `slow` (900 rpm), sensor 2 on `fast` (3600 rpm).
+    fn config(window: WindowConfig) -> AssemblerConfig {
+        AssemblerConfig {
+            window,
+            reorder_max_frames: 16,
+            reorder_wait_ms: 500,
+            sensor_assets: BTreeMap::from([(1, "slow".into()), (2, "fast".into())]),
+            assets: vec!["slow".into(), "fast".into()],
+            shaft_hz: BTreeMap::from([("slow".into(), 15.0), ("fast".into(), 60.0)]),
+            temperature: TemperatureTrendConfig::default(),
+        }
+    }
+
+    /// Frame `k` of a sensor: 512 samples of one axis at 12.8 kHz.
+    fn frame(sensor_id: u32, k: u32) -> Ingest {
+        const N: u32 = 512;
+        Ingest {
+            source: Arc::from("test"),
+            frame: Frame {
+                header: Header {
+                    sensor_id,
+                    sequence: k,
+                    timestamp_us: u64::from(k * N) * 1_000_000 / 12_800,
+                },
+                payload: Payload::Vibration(VibrationBlock {
+                    sample_rate_hz: 12_800.0,
+                    axes: 1,
+                    scale_g_per_lsb: 0.001,
+                    samples: heapless::Vec::from_slice(&[1; N as usize]).unwrap(),
+                }),
+            },
+            received_ms: u64::from(k),
+        }
+    }
+
+    /// Sample counts of the windows of each sensor after `frames` frames from both.
+    fn lengths(window: WindowConfig, frames: u32) -> BTreeMap<u32, Vec<usize>> {
+        let mut assembler = Assembler::new(&config(window));
+        let mut out = Vec::new();
+        for k in 0..frames {
+            for sensor in [1, 2] {
+                assembler.on_ingest(frame(sensor, k), &mut out);
+            }
+        }
+        let mut by_sensor: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for w in out {
+            by_sensor
+                .entry(w.window.sensor_id)
+                .or_default()
+                .push(w.window.samples.len());
+        }
+        by_sensor
+    }
+
+    #[test]
+    fn windows_in_revolutions_follow_each_sensors_asset() {
+        // 15 revolutions: 1 s at 900 rpm (12 800 samples), 0.25 s at 3600 rpm (3 200).
+        let by_sensor = lengths(WindowConfig::from_revolutions(15.0), 50);
+        assert!(by_sensor[&1].iter().all(|n| *n == 12_800), "{by_sensor:?}");
+        assert!(by_sensor[&2].iter().all(|n| *n == 3_200), "{by_sensor:?}");
+        // 25 600 samples: one window of 12 800 every 6 400 fits three times; 3 200 every
+        // 1 600, fifteen times.
+        assert_eq!(by_sensor[&1].len(), 3);
+        assert_eq!(by_sensor[&2].len(), 15);
+    }
+
+    #[test]
+    fn windows_in_seconds_are_the_same_on_every_asset() {
+        let by_sensor = lengths(WindowConfig::from_duration_s(0.5), 30);
+        assert_eq!(by_sensor[&1], by_sensor[&2]);
+        assert!(by_sensor[&1].iter().all(|n| *n == 6_400), "{by_sensor:?}");
+    }
 }
