@@ -256,7 +256,7 @@ def severity_table(y_true, y_pred, severity, normal_prob, threshold):
     return "\n".join(lines)
 
 
-def real_preview(name, meta, x, sess_f, sess_q, threshold):
+def real_preview(name, meta, x, sess_f, sess_q, threshold, window):
     """Window and recording-level view of a folder of real recordings."""
     out = {}
     lines = [f"### {name}", ""]
@@ -304,7 +304,7 @@ def real_preview(name, meta, x, sess_f, sess_q, threshold):
         out[variant] = res
     f = out["float"]
     q = out["int8"]
-    lines.append(f"{f['windows']} windows of 8192 samples (agent default window, 50 % overlap).")
+    lines.append(f"{f['windows']} windows of {window} (the export's window, 50 % overlap).")
     lines.append("")
     lines.append("| measure | float | int8 |")
     lines.append("|---|---:|---:|")
@@ -339,13 +339,21 @@ def main():
     ap.add_argument("--version", required=True, help="model version written into the manifest")
     ap.add_argument("--real", action="append", default=[], metavar="NAME=CSV",
                     help="recordings exported with --recordings, evaluated for the report only")
+    ap.add_argument("--extra-train", action="append", default=[], metavar="NAME=CSV",
+                    help="recordings exported with --recordings, added to the training windows "
+                         "with their index labels (leave-one-family-out experiments; the shipped "
+                         "model uses none)")
     ap.add_argument("--hidden", default="64,32", help="hidden layer sizes")
     ap.add_argument("--threshold", type=float, default=0.5,
                     help="flag a window when P(normal) is below this")
     ap.add_argument("--agreement-rows", type=int, default=2000)
-    ap.add_argument("--window-len", type=int, default=8192,
-                    help="window length (samples) the exports were cut with (agent export-features "
-                         "--window-len; default the agent's [window] length); written to the manifest")
+    ap.add_argument("--window-len", type=int, default=None,
+                    help="window length (samples) the exports were cut with (lab export-features "
+                         "--window-len); written to the manifest as window_length")
+    ap.add_argument("--window-s", type=float, default=None,
+                    help="window duration (s) the exports were cut with (lab export-features "
+                         "--window-s; the agent's default [window] duration_s = 1); written to "
+                         "the manifest as window_duration_s")
     ap.add_argument("--min-fault-snr-db", type=float, default=None,
                     help="train vibration-fault windows whose fault_snr_db is below this as normal "
                          "(default: off; the labels are the simulated classes)")
@@ -367,6 +375,14 @@ def main():
         relabelled = int(faint.sum())
         y_tr = np.where(faint, 0, y_tr)
         print(f"{relabelled} fault windows under {args.min_fault_snr_db} dB trained as normal", file=sys.stderr)
+    for spec in args.extra_train:
+        name, path = spec.split("=", 1)
+        features_x, meta_x, x_x = read_csv(Path(path))
+        if features_x != features:
+            sys.exit(f"{name}: different feature columns")
+        x_tr = np.concatenate([x_tr, x_x])
+        y_tr = np.concatenate([y_tr, labels_to_index(meta_x["label"])])
+        print(f"{name}: {len(x_x)} recorded windows added to training", file=sys.stderr)
     y_te = labels_to_index(meta_te["label"])
     print(f"train {len(x_tr)} windows, test {len(x_te)} windows, {len(features)} inputs", file=sys.stderr)
 
@@ -471,7 +487,8 @@ def main():
         "description": "MLP fault classifier over the agent's normalised window features",
         "feature_names": features,
         "class_names": CLASS_NAMES,
-        "window_length": args.window_len,
+        **({"window_length": args.window_len} if args.window_len else {}),
+        **({"window_duration_s": args.window_s} if args.window_s else {}),
         "normalisation": {
             "applied_in_graph": True,
             "formula": "(x - mean) * scale",
@@ -583,7 +600,8 @@ def main():
     for spec in args.real:
         name, path = spec.split("=", 1)
         _, meta_r, x_r = read_csv(Path(path))
-        res, text = real_preview(name, meta_r, x_r, sess_f, sess_q, threshold)
+        window = f"{args.window_s:g} s" if args.window_s else f"{args.window_len} samples"
+        res, text = real_preview(name, meta_r, x_r, sess_f, sess_q, threshold, window)
         previews[name] = res
         rep.append(text)
     (args.out_dir / "report.md").write_text("\n".join(rep) + "\n")

@@ -18,9 +18,10 @@
 # repository, used when present). Nothing is trained or tuned on them.
 #
 # Environment (the defaults reproduce the committed model): CASES_PER_CLASS (default 120),
-# TEST_CASES_PER_CLASS (40), WINDOWS_PER_CASE (6), WINDOW_LEN (8192, the agent's default
-# [window] length; recorded in the manifest), THREADS (all cores), MODEL_VERSION
-# (edgewatch-classifier-3), PYTHON (python3), MIN_FAULT_SNR_DB (-5: vibration-fault windows
+# TEST_CASES_PER_CLASS (40), WINDOWS_PER_CASE (6), WINDOW_S (1, the agent's default
+# [window] duration_s; recorded in the manifest as window_duration_s), or WINDOW_LEN (a fixed
+# sample count instead, recorded as window_length), THREADS (all cores), MODEL_VERSION
+# (edgewatch-classifier-4), PYTHON (python3), MIN_FAULT_SNR_DB (-5: vibration-fault windows
 # whose fault is quieter than this, dB against the same machine without it, are trained as
 # normal; set it empty to train the simulated labels as they are: see docs/model.md).
 set -eu
@@ -34,8 +35,14 @@ PYTHON=${PYTHON:-python3}
 CASES_PER_CLASS=${CASES_PER_CLASS:-120}
 TEST_CASES_PER_CLASS=${TEST_CASES_PER_CLASS:-40}
 WINDOWS_PER_CASE=${WINDOWS_PER_CASE:-6}
-WINDOW_LEN=${WINDOW_LEN:-8192}
-MODEL_VERSION=${MODEL_VERSION:-edgewatch-classifier-3}
+WINDOW_LEN=${WINDOW_LEN:-}
+WINDOW_S=${WINDOW_S:-1}
+if [ -n "$WINDOW_LEN" ]; then
+    WINDOW_ARGS="--window-len $WINDOW_LEN"
+else
+    WINDOW_ARGS="--window-s $WINDOW_S"
+fi
+MODEL_VERSION=${MODEL_VERSION:-edgewatch-classifier-4}
 MIN_FAULT_SNR_DB=${MIN_FAULT_SNR_DB--5}
 DATA=${EDGEWATCH_DATA:-../shared/data}
 THREADS_ARG=""
@@ -49,7 +56,8 @@ fi
 
 cargo build --release -p edgewatch-lab
 export_features() {
-    cargo run --quiet --release -p edgewatch-lab --bin lab -- export-features --window-len "$WINDOW_LEN" "$@"
+    # shellcheck disable=SC2086
+    cargo run --quiet --release -p edgewatch-lab --bin lab -- export-features $WINDOW_ARGS "$@"
 }
 # shellcheck disable=SC2086
 export_features --out "$WORK/train.csv" --seed 1 --cases-per-class "$CASES_PER_CLASS" \
@@ -68,7 +76,7 @@ done
 
 "$VENV/bin/python" "$MODELS/train.py" \
     --train "$WORK/train.csv" --test "$WORK/test.csv" \
-    --out-dir "$MODELS" --work-dir "$WORK" --version "$MODEL_VERSION" --window-len "$WINDOW_LEN" \
+    --out-dir "$MODELS" --work-dir "$WORK" --version "$MODEL_VERSION" $WINDOW_ARGS \
     ${MIN_FAULT_SNR_DB:+--min-fault-snr-db "$MIN_FAULT_SNR_DB"} "$@"
 
 # tract versus onnxruntime for QDQ and QOperator, and inference time (release build).

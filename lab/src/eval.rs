@@ -4,8 +4,9 @@
 //! Input: a folder with `index.csv` (columns `file,label,...,rpm,sample_rate_hz,...,bpfi_order,
 //! bpfo_order,bsf_order,ftf_order`) and raw little-endian f32 recordings in g. Each recording is
 //! quantised to int16 blocks as a sensor would send it (full scale just above its peak), cut into
-//! windows by [`WindowAssembler`] with the agent's window (`[window]`: by default 8192 samples,
-//! half overlap, whatever the sample rate, as a gateway runs and as the model is trained),
+//! windows by [`WindowAssembler`] with the agent's window (`[window]`: by default 1 s, half
+//! overlap, so the sample count follows the recording's sample rate as on a gateway; a fixed
+//! `--window-len` keeps one count whatever the rate, as the built-in model was trained),
 //! scored, judged, and fed to the alert logic with the sensor clock as the agent clock. Output:
 //! one CSV row per recording.
 //!
@@ -57,6 +58,11 @@ pub struct EvalRow {
     /// Majority over the windows of the textbook envelope analysis ([`textbook_class`]), the
     /// baseline the agent's typing is compared with.
     pub envelope_class: String,
+    /// What decided most of the flagged windows' type (`envelope`, `classifier`,
+    /// `envelope+classifier`, `envelope line`, …; empty when no window was flagged).
+    pub decided_by: String,
+    /// Mean line-family scores over the windows, dB: outer race, inner race, rolling element.
+    pub family_scores: [f64; 3],
 }
 
 /// Lowest line, dB over the local background, that the textbook analysis calls a defect: above
@@ -96,19 +102,6 @@ pub enum Mode {
     },
 }
 
-/// The class a window stands for: the classifier's if there is one, otherwise the finding of
-/// the judgement (a bearing line names its part), `normal` for an unremarkable window.
-fn window_class(finding: &str, class: Option<&str>) -> String {
-    match class {
-        Some(c) => c.to_string(),
-        None => match finding {
-            "outer" | "inner" | "ball" => finding.to_string(),
-            "normal" => "normal".to_string(),
-            other => other.to_string(),
-        },
-    }
-}
-
 /// Evaluates one recording (samples in g) as a newly installed agent: cold start.
 pub fn evaluate_recording(
     row: &IndexRow,
@@ -142,13 +135,15 @@ fn run_recording(
     window: WindowConfig,
     features: &FeatureConfig,
 ) -> Result<(EvalRow, u64)> {
-    let mut extractor = FeatureExtractor::new(window.length, row.sample_rate_hz, features)
+    let shaft_hz = row.rpm / 60.0;
+    let window_len = window.length_for(row.sample_rate_hz, Some(shaft_hz));
+    let mut extractor = FeatureExtractor::new(window_len, row.sample_rate_hz, features)
         .with_context(|| format!("{}: sample rate {} Hz", row.file, row.sample_rate_hz))?;
     let ctx = MachineContext {
         shaft_hz: row.rpm / 60.0,
         orders: row.orders,
     };
-    let mut windower = WindowAssembler::new(1, window);
+    let mut windower = WindowAssembler::new(1, window).with_shaft_hz(Some(shaft_hz));
     let peak = samples.iter().fold(0.0f32, |m, s| m.max(s.abs()));
     let scale = (peak * 1.05).max(1e-6) / f32::from(i16::MAX);
     let mut windows = Vec::new();
@@ -159,6 +154,8 @@ fn run_recording(
         windows_flagged: 0,
         predicted_class: "normal".into(),
         envelope_class: "normal".into(),
+        decided_by: String::new(),
+        family_scores: [0.0; 3],
         alerted: false,
         max_level: Level::Normal,
         commissioning_windows: 0,
@@ -166,6 +163,7 @@ fn run_recording(
     };
     let mut votes: BTreeMap<String, usize> = BTreeMap::new();
     let mut envelope_votes: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut decided: BTreeMap<String, usize> = BTreeMap::new();
     let blocks = samples.len() / BLOCK;
     let block_us = |k: usize| (k as f64 * BLOCK as f64 * 1e6 / row.sample_rate_hz).round() as u64;
     for (k, chunk) in samples.chunks_exact(BLOCK).enumerate() {
@@ -203,11 +201,25 @@ fn run_recording(
             } else if flagged {
                 result.flagged_after_commissioning += 1;
             }
-            let class = window_class(
-                &assessment.finding,
-                assessment.class.as_ref().map(|c| c.class.as_str()),
-            );
+            // The window's type is the agent's verdict: what decided a flagged window, `normal`
+            // for a window judged normal.
+            let class = if flagged {
+                assessment.finding.clone()
+            } else {
+                "normal".to_string()
+            };
             *votes.entry(class).or_default() += 1;
+            if flagged {
+                *decided.entry(assessment.decided_by.clone()).or_default() += 1;
+            }
+            let fam = &f.envelope.families;
+            for (sum, e) in result
+                .family_scores
+                .iter_mut()
+                .zip([fam.outer, fam.inner, fam.ball])
+            {
+                *sum += e.score_db;
+            }
             *envelope_votes
                 .entry(textbook_class(&f.envelope))
                 .or_default() += 1;
@@ -228,6 +240,14 @@ fn run_recording(
         .max_by_key(|(c, n)| (**n, **c == "normal"))
     {
         result.envelope_class = (*class).to_string();
+    }
+    if let Some((by, _)) = decided.iter().max_by_key(|(_, n)| **n) {
+        result.decided_by = by.clone();
+    }
+    if result.windows > 0 {
+        for s in &mut result.family_scores {
+            *s /= result.windows as f64;
+        }
     }
     Ok((result, t0_us + block_us(blocks)))
 }
@@ -295,14 +315,14 @@ pub fn to_csv(rows: &[EvalRow], mode: Mode) -> String {
     let commissioned = matches!(mode, Mode::Commissioned { .. });
     let mut s =
         // envelope_class after the fixed columns, so readers of those keep working.
-        String::from("file,label,windows,windows_flagged,predicted_class,alerted,max_level,envelope_class");
+        String::from("file,label,windows,windows_flagged,predicted_class,alerted,max_level,envelope_class,decided_by,outer_score_db,inner_score_db,ball_score_db");
     if commissioned {
         s.push_str(",commissioning_windows,windows_flagged_after_commissioning");
     }
     s.push('\n');
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{:.1},{:.1},{:.1}",
             r.file,
             r.label,
             r.windows,
@@ -310,7 +330,11 @@ pub fn to_csv(rows: &[EvalRow], mode: Mode) -> String {
             r.predicted_class,
             r.alerted,
             format!("{:?}", r.max_level).to_lowercase(),
-            r.envelope_class
+            r.envelope_class,
+            r.decided_by,
+            r.family_scores[0],
+            r.family_scores[1],
+            r.family_scores[2]
         ));
         if commissioned {
             s.push_str(&format!(
@@ -331,13 +355,17 @@ pub fn summary(rows: &[EvalRow], mode: Mode) -> String {
         by.entry(r.label.as_str()).or_default().push(r);
     }
     let mut s = String::from(
-        "| label | recordings | alerted | windows | windows flagged | predicted (majority) |\n\
-         |---|---:|---:|---:|---:|---|\n",
+        "| label | recordings | alerted | windows | windows flagged | type right | textbook type \
+         right | predicted (majority) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for (label, rs) in &by {
         let windows: usize = rs.iter().map(|r| r.windows).sum();
         let flagged: usize = rs.iter().map(|r| r.windows_flagged).sum();
         let alerted = rs.iter().filter(|r| r.alerted).count();
+        let right = rs.iter().filter(|r| r.predicted_class == *label).count();
+        let textbook = rs.iter().filter(|r| r.envelope_class == *label).count();
+        let share = |n: usize| 100.0 * n as f64 / rs.len().max(1) as f64;
         let mut predicted: BTreeMap<&str, usize> = BTreeMap::new();
         for r in rs {
             *predicted.entry(r.predicted_class.as_str()).or_default() += 1;
@@ -348,10 +376,13 @@ pub fn summary(rows: &[EvalRow], mode: Mode) -> String {
             .collect::<Vec<_>>()
             .join(", ");
         s.push_str(&format!(
-            "| {label} | {} | {alerted} ({:.0} %) | {windows} | {flagged} ({:.1} %) | {predicted} |\n",
+            "| {label} | {} | {alerted} ({:.0} %) | {windows} | {flagged} ({:.1} %) | {right} \
+             ({:.0} %) | {textbook} ({:.0} %) | {predicted} |\n",
             rs.len(),
-            100.0 * alerted as f64 / rs.len().max(1) as f64,
+            share(alerted),
             100.0 * flagged as f64 / windows.max(1) as f64,
+            share(right),
+            share(textbook),
         ));
     }
     if let Mode::Commissioned { windows } = mode {
@@ -397,6 +428,7 @@ mod tests {
             bsf_hz: 70.0,
             bsf_2x_hz: 140.0,
             ftf_hz: 12.0,
+            families: Default::default(),
         }
     }
 
@@ -473,24 +505,26 @@ mod tests {
 
     #[test]
     fn recordings_are_windowed_as_the_agent_is_configured_whatever_their_sample_rate() {
-        // One second at 20 kHz, as the IMS recordings: the agent's default window (8192
-        // samples, half overlap) fits four times; a 16384-sample window once.
-        let slow = noise(20_480, 3);
+        // 3.07 s at 20 kHz, as the IMS recordings: the agent's default window (1 s, 20 000
+        // samples, half overlap) fits five times; fixed 8192-sample windows fourteen times,
+        // 16384-sample ones six times.
+        let slow = noise(61_440, 3);
         let mut r = row("normal");
         r.sample_rate_hz = 20_000.0;
         let windows = |window| cold(&r, &slow, window).windows;
-        assert_eq!(windows(WindowConfig::default()), 4);
-        let long = WindowConfig {
-            length: 16_384,
-            overlap: 0.5,
-        };
-        assert_eq!(windows(long), 1);
-        // One second at 48.8 kHz (the MFPT rigs' rate): the same window, ten times.
-        let fast = noise(48_828, 5);
+        assert_eq!(windows(WindowConfig::default()), 5);
+        assert_eq!(windows(WindowConfig::from_length(8192)), 14);
+        assert_eq!(windows(WindowConfig::from_length(16_384)), 6);
+        // 30 revolutions at 1800 rpm are 1 s too.
+        assert_eq!(windows(WindowConfig::from_revolutions(30.0)), 5);
+        // Three seconds at 48.8 kHz (the MFPT rigs' rate): 1 s windows are 49 152 samples, the
+        // next FFT-friendly count, and fit four times, as many as at 20 kHz but for the
+        // rounding.
+        let fast = noise(146_484, 5);
         let mut r = row("normal");
         r.sample_rate_hz = 48_828.0;
         let result = cold(&r, &fast, WindowConfig::default());
-        assert_eq!(result.windows, 10, "{result:?}");
+        assert_eq!(result.windows, 4, "{result:?}");
         assert_eq!(result.windows_flagged, 0, "{result:?}");
     }
 
@@ -528,20 +562,22 @@ mod tests {
         assert!(csv.starts_with("file,label,windows,windows_flagged,predicted_class"));
     }
 
-    /// Calls every third window `ball` (the first included), as a model that now and then
-    /// reads a healthy machine's impulsiveness as a ball fault would.
+    /// Calls every third window a fault (the first included), as a model that now and then
+    /// reads something in a healthy machine as one would.
     #[derive(Debug, Default)]
-    struct SometimesBall(usize);
+    struct SometimesOverheating(usize);
 
-    impl Classify for SometimesBall {
+    impl Classify for SometimesOverheating {
         fn classify(
             &mut self,
             _inputs: &[f32],
         ) -> Option<edgewatch_agent::analyze::alert::ClassVerdict> {
-            let ball = self.0.is_multiple_of(3);
+            // `overheating`: a class that needs no line of the spectrum to back it (a bearing
+            // part would need its line family, a shaft-rate fault zone B; this is noise).
+            let called = self.0.is_multiple_of(3);
             self.0 += 1;
             Some(edgewatch_agent::analyze::alert::ClassVerdict {
-                class: if ball { "ball" } else { "normal" }.into(),
+                class: if called { "overheating" } else { "normal" }.into(),
                 probability: 0.9,
                 model_version: "test".into(),
             })
@@ -574,14 +610,14 @@ mod tests {
             evaluate_dir(
                 dir.path(),
                 mode,
-                &|| Some(Box::<SometimesBall>::default() as Box<dyn Classify>),
+                &|| Some(Box::<SometimesOverheating>::default() as Box<dyn Classify>),
                 WindowConfig::default(),
                 &FeatureConfig::default(),
                 &AlertConfig::default(),
             )
             .unwrap()
         };
-        // Cold start (a classifier per recording): every `ball` verdict flags its window.
+        // Cold start (a classifier per recording): every `overheating` verdict flags its window.
         let cold = run(Mode::ColdStart);
         assert_eq!(cold.len(), 6);
         assert!(
@@ -590,7 +626,7 @@ mod tests {
         );
         assert!(cold.iter().all(|r| r.commissioning_windows == 0));
 
-        // Commissioned on each machine's first 12 windows: `ball` was habitual there, and the
+        // Commissioned on each machine's first 12 windows: `overheating` was habitual there, and the
         // windows after it are like the commissioning ones.
         let mode = Mode::Commissioned { windows: 12 };
         let rows = run(mode);

@@ -5,7 +5,6 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use edgewatch_agent::analyze::model::{Model, ModelSource, Variant};
-use edgewatch_agent::assemble::window::WindowConfig;
 use edgewatch_agent::config::Config;
 use edgewatch_lab::demo;
 use std::path::PathBuf;
@@ -58,16 +57,20 @@ enum Cmd {
         /// Judge without a classifier (baseline-free cold start: thresholds and zones only).
         #[arg(long, conflicts_with_all = ["model"])]
         no_model: bool,
+        /// Count the classifier's fault calls without physical backing (the agent's
+        /// `[alerts] classifier_needs_backing = false`).
+        #[arg(long)]
+        unbacked_classifier: bool,
         /// Instead of cold start: treat each channel's recordings as one machine's history (in
         /// index order) and commission its baseline on its first N windows (at least 20, as in
         /// `[baseline] windows`), as an agent that has been watching it would.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(20..))]
         commission_windows: Option<u64>,
-        /// Window length, samples (the agent's `[window] length`; half overlap, as the agent's
-        /// default). The default is the agent's, whatever the sample rate, as on a gateway.
-        #[arg(long, value_name = "SAMPLES", default_value_t = WindowConfig::default_length() as u64,
-              value_parser = clap::value_parser!(u64).range(256..=65_536))]
-        window_len: u64,
+        // The windows, as the agent's `[window]`: `--window-s`, `--window-revolutions` or
+        // `--window-len` (at most one; none: the agent's default, 1 s, whatever the sample
+        // rate, as on a gateway), and `--overlap` (half by default).
+        #[command(flatten)]
+        window: edgewatch_lab::training::WindowArgs,
     },
     /// Run recordings (a folder with index.csv and raw f32 files) through the feature code and
     /// print the envelope peak height at each labelled fault frequency, per class.
@@ -78,6 +81,30 @@ enum Cmd {
         /// Also print one row per recording.
         #[arg(long)]
         per_recording: bool,
+    },
+    /// Run recordings (DIR/index.csv and raw f32 files) through the agent's windowing and
+    /// shaft-speed search; print per recording the index rpm, the median estimated rpm, the
+    /// largest error and the share of windows whose speed was found.
+    Speed {
+        /// Folder with `index.csv`.
+        #[arg(long)]
+        data: PathBuf,
+        /// Configure the extractor this many percent off the index's rpm (e.g. 7), to check
+        /// that the search recovers the true speed from a wrong nominal.
+        #[arg(
+            long,
+            value_name = "PCT",
+            default_value_t = 0.0,
+            allow_hyphen_values = true
+        )]
+        nominal_offset_pct: f64,
+        /// Half-width of the speed search, as a fraction (the agent's
+        /// `[features] speed_search_ratio`).
+        #[arg(long, default_value_t = edgewatch_agent::analyze::features::default_speed_search_ratio())]
+        speed_search_ratio: f64,
+        /// The windows, as the agent's `[window]` (none: the agent's default).
+        #[command(flatten)]
+        window: edgewatch_lab::training::WindowArgs,
     },
     /// Write labelled model-input vectors (simulated machines run through the agent's own
     /// windowing and features) as CSV, for training the classifier (see models/).
@@ -107,9 +134,15 @@ fn main() -> Result<ExitCode> {
             model,
             variant,
             no_model,
+            unbacked_classifier,
             commission_windows,
-            window_len,
+            window,
         } => {
+            let alerts = edgewatch_agent::analyze::alert::AlertConfig {
+                classifier_needs_backing: !unbacked_classifier,
+                ..Default::default()
+            };
+            let window = window.window()?;
             let mode = match commission_windows {
                 None => edgewatch_lab::eval::Mode::ColdStart,
                 Some(n) => edgewatch_lab::eval::Mode::Commissioned {
@@ -135,15 +168,36 @@ fn main() -> Result<ExitCode> {
                 &data,
                 mode,
                 &factory,
-                WindowConfig {
-                    length: usize::try_from(window_len)?,
-                    ..WindowConfig::default()
-                },
+                window,
                 &edgewatch_agent::analyze::features::FeatureConfig::default(),
-                &edgewatch_agent::analyze::alert::AlertConfig::default(),
+                &alerts,
             )?;
             std::fs::write(&out, edgewatch_lab::eval::to_csv(&rows, mode))?;
             print!("{}", edgewatch_lab::eval::summary(&rows, mode));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Speed {
+            data,
+            nominal_offset_pct,
+            speed_search_ratio,
+            window,
+        } => {
+            let features = edgewatch_agent::analyze::features::FeatureConfig {
+                speed_search_ratio,
+                ..Default::default()
+            };
+            if let Err(e) = features.validate() {
+                eprintln!("--speed-search-ratio: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            let rows = edgewatch_lab::speed::speed_dir(
+                &data,
+                nominal_offset_pct,
+                window.window()?,
+                &features,
+            )?;
+            print!("{}", edgewatch_lab::speed::format_table(&rows));
+            print!("{}", edgewatch_lab::speed::format_summary(&rows));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::ExportFeatures(args) => {

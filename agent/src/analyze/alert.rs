@@ -29,7 +29,8 @@
 //! One asset has at most one active alert; its id is `<asset>-<ms of the agent clock when raised>`,
 //! stable through escalation and clearing.
 
-use crate::analyze::features::{Features, SeverityZone};
+use crate::analyze::diagnosis::Diagnosis;
+use crate::analyze::features::{Features, LINE_DB, SeverityZone};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 
@@ -62,6 +63,11 @@ pub struct AlertConfig {
     pub temperature_critical_c: f64,
     /// Rate of rise for a warning, °C/min.
     pub temperature_rise_warning_c_per_min: f64,
+    /// Whether a classifier's fault call needs physical backing to count (see [`judge`]):
+    /// a line of the part's family or p ≥ `classifier_critical` for a bearing part, zone B or
+    /// worse for a shaft-rate fault, or an anomalous window. `false` trusts the model's
+    /// `classifier_warning` alone: more faults found, more healthy windows flagged.
+    pub classifier_needs_backing: bool,
 }
 
 impl Default for AlertConfig {
@@ -79,6 +85,7 @@ impl Default for AlertConfig {
             temperature_warning_c: 80.0,
             temperature_critical_c: 95.0,
             temperature_rise_warning_c_per_min: 2.0,
+            classifier_needs_backing: true,
         }
     }
 }
@@ -172,6 +179,8 @@ pub struct Evidence<'a> {
     pub anomaly_threshold: f64,
     /// The classifier's class is habitual for this asset ([`crate::analyze::baseline::Baseline::habitual`]).
     pub habitual_class: bool,
+    /// The physics' verdict on the bearing part over the sensor's recent windows.
+    pub diagnosis: Option<Diagnosis>,
 }
 
 /// Why a window was judged as it was: the explanation carried by an alert.
@@ -200,6 +209,15 @@ pub struct Finding {
     pub zone: SeverityZone,
     /// Temperature, °C.
     pub temperature_c: Option<f64>,
+    /// Which evidence decided `kind`: `envelope` (the line families were unambiguous),
+    /// `classifier`, `envelope+classifier` (both said the same part), `envelope line` (the
+    /// strongest single line, no model), `temperature`, `velocity`, `baseline`, or empty
+    /// for a normal window.
+    #[serde(default)]
+    pub decided_by: String,
+    /// The line families' mean scores over the recent windows, dB, highest first.
+    #[serde(default)]
+    pub line_scores: Vec<(String, f64)>,
 }
 
 fn line_kind(name: &str) -> &'static str {
@@ -243,29 +261,73 @@ pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
         velocity_rms_mm_s: f.velocity_rms_mm_s,
         zone: f.zone,
         temperature_c: f.temperature_c,
+        decided_by: String::new(),
+        line_scores: e
+            .diagnosis
+            .as_ref()
+            .map(|d| d.scores.iter().map(|&(p, s)| (p.to_string(), s)).collect())
+            .unwrap_or_default(),
     };
-    let mut verdict = |level: Level, kind: &str, reason: String| {
+    let physics = e.diagnosis.as_ref().and_then(|d| d.part);
+    let physics_text = e
+        .diagnosis
+        .as_ref()
+        .map(|d| format!("; {}", d.explain()))
+        .unwrap_or_default();
+    let mut verdict = |level: Level, kind: &str, by: &str, reason: String| {
         finding.kind = kind.to_string();
+        finding.decided_by = by.to_string();
         finding.reason = reason;
         level
     };
     let anomalous = anomaly.is_some_and(|a| a >= e.anomaly_threshold);
+    let families = &f.envelope.families;
+    let family_peak = |part: &str| match part {
+        "outer" => Some(families.outer.peak_db),
+        "inner" => Some(families.inner.peak_db),
+        "ball" => Some(families.ball.peak_db),
+        _ => None,
+    };
+    // What backs a class the model calls, beyond a plain majority of the model: for a bearing
+    // part, a line of its family in this window, or the model being sure
+    // (`classifier_critical`); for a shaft-rate fault, vibration beyond zone A (a machine in
+    // zone A is fit for service whatever its spectrum's shape). Without it a model trained on
+    // other machines is not trusted on its own (cold start on healthy machines).
+    let sure = e
+        .class
+        .as_ref()
+        .is_some_and(|c| c.probability >= cfg.classifier_critical);
+    let backed = |class: &str| match class {
+        _ if !cfg.classifier_needs_backing => true,
+        "outer" | "inner" | "ball" => {
+            family_peak(class).is_some_and(|db| db >= LINE_DB) || sure || severe || anomalous
+        }
+        "imbalance" | "misalignment" | "looseness" => f.zone > SeverityZone::A || anomalous,
+        _ => true,
+    };
     let level = if let Some(c) = e
         .class
         .as_ref()
-        .filter(|c| cfg.calls_fault(c) && (!e.habitual_class || anomalous))
+        .filter(|c| cfg.calls_fault(c) && (!e.habitual_class || anomalous) && backed(&c.class))
     {
         let level = if c.probability >= cfg.classifier_critical && severe {
             Level::Critical
         } else {
             Level::Warning
         };
+        // Where the physics is sure of the part, it names it; the model decides otherwise.
+        let (kind, by) = match physics {
+            Some(p) if p == c.class => (p, "envelope+classifier"),
+            Some(p) => (p, "envelope"),
+            None => (c.class.as_str(), "classifier"),
+        };
         verdict(
             level,
-            &c.class,
+            kind,
+            by,
             format!(
                 "classifier: {} (p = {:.2}); strongest bearing line {} at {:.1} Hz, {:+.1} dB; \
-                 velocity {:.2} mm/s, zone {}",
+                 velocity {:.2} mm/s, zone {}{physics_text}",
                 c.class,
                 c.probability,
                 bearing.0,
@@ -273,6 +335,23 @@ pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
                 bearing.2,
                 f.velocity_rms_mm_s,
                 f.zone
+            ),
+        )
+    } else if let Some((part, peak)) = physics.and_then(|p| Some((p, family_peak(p)?))) {
+        // The physics is sure of the part (several windows of its line family): a finding
+        // on its own, critical once its strongest line is.
+        let level = if peak >= cfg.envelope_critical_db {
+            Level::Critical
+        } else {
+            Level::Warning
+        };
+        verdict(
+            level,
+            part,
+            "envelope",
+            format!(
+                "envelope spectrum: {part} line family, strongest line {peak:+.1} dB over \
+                 background{physics_text}"
             ),
         )
     } else if bearing.2 >= cfg.envelope_warning_db {
@@ -284,8 +363,9 @@ pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
         verdict(
             level,
             line_kind(bearing.0),
+            "envelope line",
             format!(
-                "envelope spectrum: {} line at {:.1} Hz, {:+.1} dB over background",
+                "envelope spectrum: {} line at {:.1} Hz, {:+.1} dB over background{physics_text}",
                 bearing.0, bearing.1, bearing.2
             ),
         )
@@ -295,7 +375,12 @@ pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
         } else {
             Level::Warning
         };
-        verdict(level, "overheating", format!("temperature {t:.1} °C"))
+        verdict(
+            level,
+            "overheating",
+            "temperature",
+            format!("temperature {t:.1} °C"),
+        )
     } else if let Some(r) = f
         .temperature_rise_c_per_min
         .filter(|&r| r >= cfg.temperature_rise_warning_c_per_min)
@@ -303,6 +388,7 @@ pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
         verdict(
             Level::Warning,
             "overheating",
+            "temperature",
             format!("temperature rising {r:.2} °C/min"),
         )
     } else if f.zone >= SeverityZone::C {
@@ -314,6 +400,7 @@ pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
         verdict(
             level,
             "vibration",
+            "velocity",
             format!("velocity {:.2} mm/s, zone {}", f.velocity_rms_mm_s, f.zone),
         )
     } else if let Some(a) = anomaly.filter(|&a| a >= e.anomaly_threshold) {
@@ -326,6 +413,7 @@ pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
         verdict(
             Level::Warning,
             "anomaly",
+            "baseline",
             format!("anomaly score {a:.1} against the learned baseline; most changed: {top}"),
         )
     } else {
@@ -532,6 +620,8 @@ mod tests {
             skewness: 0.0,
             velocity_rms_mm_s: 1.0,
             zone,
+            shaft_hz: 24.7,
+            speed_estimated: false,
             order_0_5x_g: 0.0,
             order_1x_g: 0.01,
             order_2x_g: 0.0,
@@ -553,6 +643,7 @@ mod tests {
                 bsf_hz: 58.0,
                 bsf_2x_hz: 116.0,
                 ftf_hz: 9.8,
+                families: Default::default(),
             },
             temperature_c,
             temperature_rise_c_per_min: None,
@@ -566,6 +657,7 @@ mod tests {
             anomaly: None,
             anomaly_threshold: 6.0,
             habitual_class: false,
+            diagnosis: None,
         }
     }
 
@@ -691,7 +783,9 @@ mod tests {
     #[test]
     fn a_habitual_class_counts_only_in_an_anomalous_window() {
         let cfg = AlertConfig::default();
-        let f = features(SeverityZone::A, 3.0, None);
+        let mut f = features(SeverityZone::A, 3.0, None);
+        // A line of the rolling-element family backs the model's `ball`.
+        f.envelope.families.ball.peak_db = 12.0;
         let mut ev = evidence(&f);
         ev.class = Some(ClassVerdict {
             class: "ball".into(),
@@ -713,12 +807,115 @@ mod tests {
         assert_eq!(judge(&cfg, &ev).1.kind, "ball");
         // Habitual and normal, but a strong bearing line is still evidence of its own.
         ev.anomaly = Some((1.5, vec![]));
-        let f = features(SeverityZone::A, 3.0, None);
         let mut strong = f.clone();
         strong.envelope.bsf_db = 20.0;
         ev.features = &strong;
         assert_eq!(judge(&cfg, &ev).1.kind, "ball");
         assert!(judge(&cfg, &ev).1.reason.starts_with("envelope spectrum"));
+    }
+
+    fn diagnosis(part: Option<&'static str>) -> Diagnosis {
+        Diagnosis {
+            part,
+            scores: [("outer", 30.0), ("inner", 8.0), ("ball", 3.0)],
+            windows: 5,
+        }
+    }
+
+    #[test]
+    fn where_the_physics_is_sure_it_names_the_part_and_says_so() {
+        let cfg = AlertConfig::default();
+        let mut f = features(SeverityZone::A, 3.0, None);
+        f.envelope.families.outer.peak_db = 13.0;
+        f.envelope.families.inner.peak_db = 11.0;
+        let mut ev = evidence(&f);
+        ev.diagnosis = Some(diagnosis(Some("outer")));
+        // No model, no single line at 15 dB: the family decides, at warning level.
+        let (level, finding) = judge(&cfg, &ev);
+        assert_eq!((level, finding.kind.as_str()), (Level::Warning, "outer"));
+        assert_eq!(finding.decided_by, "envelope");
+        assert!(
+            finding.reason.contains("outer is unambiguous"),
+            "{}",
+            finding.reason
+        );
+        assert_eq!(finding.line_scores[0], ("outer".to_string(), 30.0));
+        // The model says inner: the physics still names the part, and the reason keeps both.
+        ev.class = Some(ClassVerdict {
+            class: "inner".into(),
+            probability: 0.8,
+            model_version: "m1".into(),
+        });
+        let (level, finding) = judge(&cfg, &ev);
+        assert_eq!((level, finding.kind.as_str()), (Level::Warning, "outer"));
+        assert_eq!(finding.decided_by, "envelope");
+        assert!(
+            finding.reason.contains("classifier: inner"),
+            "{}",
+            finding.reason
+        );
+        // Ambiguous physics: the model types the window.
+        ev.diagnosis = Some(diagnosis(None));
+        let (_, finding) = judge(&cfg, &ev);
+        assert_eq!(
+            (finding.kind.as_str(), finding.decided_by.as_str()),
+            ("inner", "classifier")
+        );
+        // Both agree.
+        ev.diagnosis = Some(diagnosis(Some("inner")));
+        assert_eq!(judge(&cfg, &ev).1.decided_by, "envelope+classifier");
+    }
+
+    #[test]
+    fn a_model_call_without_physical_backing_is_not_a_finding() {
+        let cfg = AlertConfig::default();
+        let f = features(SeverityZone::A, 3.0, None);
+        let mut ev = evidence(&f);
+        for (class, p) in [("outer", 0.85), ("imbalance", 0.95)] {
+            ev.class = Some(ClassVerdict {
+                class: class.into(),
+                probability: p,
+                model_version: "m1".into(),
+            });
+            // No line of the outer-race family, zone A: normal, the model's word kept.
+            let (level, finding) = judge(&cfg, &ev);
+            assert_eq!(level, Level::Normal, "{class}");
+            assert_eq!(finding.class.as_deref(), Some(class));
+        }
+        // A sure model (p >= classifier_critical) backs a bearing part on its own.
+        let mut sure = ev.clone();
+        sure.class = Some(ClassVerdict {
+            class: "ball".into(),
+            probability: 0.92,
+            model_version: "m1".into(),
+        });
+        assert_eq!(judge(&cfg, &sure).1.kind, "ball");
+        ev.class = Some(ClassVerdict {
+            class: "imbalance".into(),
+            probability: 0.95,
+            model_version: "m1".into(),
+        });
+        // Without the requirement the model's word is enough.
+        let trusting = AlertConfig {
+            classifier_needs_backing: false,
+            ..AlertConfig::default()
+        };
+        assert_eq!(judge(&trusting, &ev).1.kind, "imbalance");
+        // Zone B backs a shaft-rate fault.
+        let f = features(SeverityZone::B, 3.0, None);
+        let mut ev2 = evidence(&f);
+        ev2.class = ev.class.clone();
+        assert_eq!(judge(&cfg, &ev2).1.kind, "imbalance");
+        // A line of the family backs a bearing part.
+        let mut f = features(SeverityZone::A, 3.0, None);
+        f.envelope.families.outer.peak_db = 10.5;
+        let mut ev3 = evidence(&f);
+        ev3.class = Some(ClassVerdict {
+            class: "outer".into(),
+            probability: 0.7,
+            model_version: "m1".into(),
+        });
+        assert_eq!(judge(&cfg, &ev3).1.kind, "outer");
     }
 
     #[test]

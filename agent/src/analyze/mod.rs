@@ -4,12 +4,14 @@
 //! - [`features`]: spectrum, envelope spectrum, RMS, kurtosis, velocity severity (pure).
 //! - [`model`]: the on-device classifier (tract) and its manifest; owned by the analysis thread.
 //! - [`baseline`]: the per-asset learned baseline and its lifecycle.
+//! - [`diagnosis`]: the bearing part from the envelope line families, when the physics is sure.
 //! - [`alert`]: alert rules and the hysteresis engine.
 //! - [`scoring`]: joins model, baseline and rules for one window.
 //! - [`stage`]: the stage's driver: the analysis thread.
 
 pub mod alert;
 pub mod baseline;
+pub mod diagnosis;
 pub mod features;
 pub mod model;
 pub mod scoring;

@@ -43,6 +43,7 @@ use tract_onnx::prelude::{
 use crate::analyze::alert::ClassVerdict;
 use crate::analyze::features::{FEATURE_NAMES, MODEL_INPUT_LEN};
 use crate::analyze::scoring::Classify;
+use crate::assemble::window::{WindowConfig, WindowSize};
 
 /// Name of the manifest file beside the model files.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -117,10 +118,15 @@ pub struct Manifest {
     pub normalisation: Normalisation,
     /// Recommended thresholds.
     pub thresholds: Thresholds,
-    /// Window length (samples) of the windows the model was trained on; absent in manifests
-    /// written before it was recorded.
+    /// Window length (samples) of the windows the model was trained on, when they had a fixed
+    /// sample count; absent in manifests written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_length: Option<usize>,
+    /// Duration (s) of the windows the model was trained on, when they were sized by duration
+    /// (`[window] duration_s`); takes precedence over `window_length`. Absent in manifests
+    /// written before windows had a duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_duration_s: Option<f64>,
     /// Model files by variant key (`float`, `int8`).
     pub models: std::collections::BTreeMap<String, ModelFile>,
 }
@@ -595,20 +601,52 @@ impl Model {
         })
     }
 
-    /// Why this model's verdicts on windows of `window_len` samples (the agent's `[window]
-    /// length`) are untested, or `None` when it was trained on that length (or the manifest
-    /// does not say). The features are normalised, but envelope peaks over background and
-    /// chance peaks depend on the resolution, so another length is outside the training.
-    pub fn window_mismatch(&self, window_len: usize) -> Option<String> {
-        let trained = self.manifest.window_length?;
-        (trained != window_len).then(|| {
-            format!(
-                "model {} was trained on {trained}-sample windows, [window] length is \
-                 {window_len}: expect more false positives (train one at this length: \
-                 WINDOW_LEN={window_len} models/train.sh)",
-                self.version
-            )
-        })
+    /// The windows the model was trained on, from its manifest: `window_duration_s` when
+    /// present, else `window_length`; `None` when the manifest says neither.
+    pub fn trained_window(&self) -> Option<WindowSize> {
+        match (self.manifest.window_duration_s, self.manifest.window_length) {
+            (Some(s), _) => Some(WindowSize::DurationS(s)),
+            (None, Some(n)) => Some(WindowSize::Length(n)),
+            (None, None) => None,
+        }
+    }
+
+    /// Why this model's verdicts on the agent's windows (`[window]`) are untested, or `None`
+    /// when it was trained on windows of the same size (or the manifest does not say). The
+    /// features are normalised, but envelope peaks over background and chance peaks depend on
+    /// the resolution, so other windows are outside the training. Durations agree within
+    /// 0.1 %; a duration and a sample count, or shaft revolutions and anything, never do (their
+    /// ratio depends on each sensor's sample rate or each asset's speed).
+    pub fn window_mismatch(&self, window: &WindowConfig) -> Option<String> {
+        let trained = self.trained_window()?;
+        let configured = window.size();
+        let same = match (trained, configured) {
+            (WindowSize::DurationS(a), WindowSize::DurationS(b)) => {
+                (a - b).abs() <= 1e-3 * a.abs().max(b.abs())
+            }
+            (WindowSize::Length(a), WindowSize::Length(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            return None;
+        }
+        let trained = match trained {
+            WindowSize::DurationS(s) => format!("{s} s"),
+            WindowSize::Revolutions(r) => format!("{r}-revolution"),
+            WindowSize::Length(n) => format!("{n}-sample"),
+        };
+        let train = match configured {
+            WindowSize::DurationS(s) => format!("lab export-features --window-s {s}"),
+            WindowSize::Revolutions(r) => {
+                format!("lab export-features --window-revolutions {r}")
+            }
+            WindowSize::Length(n) => format!("WINDOW_LEN={n} models/train.sh"),
+        };
+        Some(format!(
+            "model {} was trained on {trained} windows, [window] is {configured}: expect more \
+             false positives (train one on these windows: {train})",
+            self.version
+        ))
     }
 
     /// The manifest the model was loaded with.
@@ -667,7 +705,6 @@ impl Classify for Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::assemble::window::WindowConfig;
 
     /// The committed artifacts, found from this crate's folder (tests run without Python).
     fn models_dir() -> PathBuf {
@@ -780,26 +817,82 @@ mod tests {
 
     #[test]
     fn a_model_trained_on_other_windows_than_the_agents_is_named() {
-        // The committed model records its training window: the agent's default.
+        // The committed model records its training window.
         let model = Model::open(&ModelSource::File(manifest_path()), Variant::Int8).unwrap();
-        assert_eq!(
-            model.manifest().window_length,
-            Some(WindowConfig::default_length())
-        );
-        assert_eq!(model.window_mismatch(WindowConfig::default_length()), None);
-        let warning = model.window_mismatch(16_384).unwrap();
-        assert!(
-            warning.contains("8192-sample windows") && warning.contains("16384"),
-            "{warning}"
-        );
-        // A manifest from before the field existed: nothing to compare, nothing said.
+        assert!(model.trained_window().is_some());
         let dir = tempfile::tempdir().unwrap();
         let manifest = copy_models(dir.path());
-        edit_manifest(&manifest, |v| {
-            v.as_object_mut().unwrap().remove("window_length");
-        });
-        let old = Model::open(&ModelSource::File(manifest), Variant::Int8).unwrap();
-        assert_eq!(old.window_mismatch(16_384), None);
+        let with_window = |length: Option<usize>, duration_s: Option<f64>| {
+            edit_manifest(&manifest, |v| {
+                let v = v.as_object_mut().unwrap();
+                v.remove("window_length");
+                v.remove("window_duration_s");
+                if let Some(n) = length {
+                    v.insert("window_length".into(), n.into());
+                }
+                if let Some(s) = duration_s {
+                    v.insert("window_duration_s".into(), s.into());
+                }
+            });
+            Model::open(&ModelSource::File(manifest.clone()), Variant::Int8).unwrap()
+        };
+
+        // Trained on 8192-sample windows (a manifest from before durations).
+        let fixed = with_window(Some(8192), None);
+        assert_eq!(fixed.trained_window(), Some(WindowSize::Length(8192)));
+        assert_eq!(
+            fixed.window_mismatch(&WindowConfig::from_length(8192)),
+            None
+        );
+        let warning = fixed
+            .window_mismatch(&WindowConfig::from_length(16_384))
+            .unwrap();
+        assert!(
+            warning.contains("8192-sample windows") && warning.contains("length = 16384"),
+            "{warning}"
+        );
+        // The agent's default, 1 s windows, is not what it was trained on.
+        let warning = fixed.window_mismatch(&WindowConfig::default()).unwrap();
+        assert!(
+            warning.contains("8192-sample windows") && warning.contains("duration_s = 1"),
+            "{warning}"
+        );
+
+        // Trained on 1 s windows: the configured duration is compared, within rounding.
+        let one_s = with_window(Some(8192), Some(1.0));
+        assert_eq!(one_s.trained_window(), Some(WindowSize::DurationS(1.0)));
+        assert_eq!(one_s.window_mismatch(&WindowConfig::default()), None);
+        assert_eq!(
+            one_s.window_mismatch(&WindowConfig::from_duration_s(1.0004)),
+            None
+        );
+        let warning = one_s
+            .window_mismatch(&WindowConfig::from_duration_s(2.0))
+            .unwrap();
+        assert!(
+            warning.contains("1 s windows") && warning.contains("duration_s = 2"),
+            "{warning}"
+        );
+        assert!(warning.contains("--window-s 2"), "{warning}");
+        assert!(
+            one_s
+                .window_mismatch(&WindowConfig::from_length(8192))
+                .is_some()
+        );
+        assert!(
+            one_s
+                .window_mismatch(&WindowConfig::from_revolutions(25.0))
+                .is_some()
+        );
+
+        // A manifest from before either field existed: nothing to compare, nothing said.
+        let old = with_window(None, None);
+        assert_eq!(old.trained_window(), None);
+        assert_eq!(
+            old.window_mismatch(&WindowConfig::from_length(16_384)),
+            None
+        );
+        assert_eq!(old.window_mismatch(&WindowConfig::default()), None);
     }
 
     #[test]

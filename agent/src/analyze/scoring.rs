@@ -9,6 +9,7 @@ use crate::analyze::alert::{
     AlertConfig, AlertEngine, AlertEvent, ClassVerdict, Evidence, Level, WindowRef,
 };
 use crate::analyze::baseline::{AssetBaseline, Baseline, BaselineConfig, Call};
+use crate::analyze::diagnosis::{Diagnoser, Diagnosis, DiagnosisConfig};
 use crate::analyze::features::{FEATURE_NAMES, Features};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -61,6 +62,10 @@ pub struct Assessment {
     pub finding: String,
     /// The asset's active alert level after this window.
     pub active_alert: Option<Level>,
+    /// The physics' verdict on the bearing part over the sensor's recent windows.
+    pub diagnosis: Diagnosis,
+    /// Which evidence decided `finding` (see [`crate::analyze::alert::Finding::decided_by`]).
+    pub decided_by: String,
 }
 
 /// Per-asset scoring state.
@@ -71,6 +76,8 @@ pub struct Scorer {
     alerts: AlertEngine,
     alert_cfg: AlertConfig,
     data_dir: Option<PathBuf>,
+    diagnosis_cfg: DiagnosisConfig,
+    diagnosers: HashMap<(String, u32), Diagnoser>,
 }
 
 impl std::fmt::Debug for Scorer {
@@ -97,7 +104,16 @@ impl Scorer {
             alerts: AlertEngine::new(alert_cfg.clone()),
             alert_cfg,
             data_dir,
+            diagnosis_cfg: DiagnosisConfig::default(),
+            diagnosers: HashMap::new(),
         }
+    }
+
+    /// Uses `cfg` for the physics' diagnosis (default: [`DiagnosisConfig::default`]).
+    pub fn with_diagnosis(mut self, cfg: DiagnosisConfig) -> Self {
+        self.diagnosis_cfg = cfg;
+        self.diagnosers.clear();
+        self
     }
 
     /// Replaces the classifier (a model reload on the analysis thread). Baselines stay; each
@@ -205,8 +221,15 @@ impl Scorer {
                 tracing::error!(asset = w.asset, error = %e, "cannot persist the baseline");
             }
         }
+        let diagnosis_cfg = self.diagnosis_cfg;
+        let diagnosis = self
+            .diagnosers
+            .entry((w.asset.to_string(), w.sensor_id))
+            .or_insert_with(|| Diagnoser::new(diagnosis_cfg))
+            .observe(&features.envelope.families);
         let evidence = Evidence {
             features,
+            diagnosis: Some(diagnosis.clone()),
             class: class.clone(),
             anomaly: verdict.anomaly.map(|a| (a, verdict.contributors.clone())),
             anomaly_threshold: self.baseline_cfg.anomaly_threshold,
@@ -214,6 +237,7 @@ impl Scorer {
         };
         let (level, finding) = crate::analyze::alert::judge(&self.alert_cfg, &evidence);
         let kind = finding.kind.clone();
+        let decided_by = finding.decided_by.clone();
         let event = self.alerts.apply(w, level, finding, now_ms);
         (
             Assessment {
@@ -224,6 +248,8 @@ impl Scorer {
                 level,
                 finding: kind,
                 active_alert: self.alerts.active_level(w.asset),
+                diagnosis,
+                decided_by,
             },
             event,
         )
@@ -233,7 +259,7 @@ impl Scorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::features::{EnvelopePeaks, SeverityZone};
+    use crate::analyze::features::{EnvelopePeaks, FamilyEvidence, SeverityZone};
 
     fn features(kurtosis: f64) -> Features {
         Features {
@@ -244,6 +270,8 @@ mod tests {
             skewness: 0.0,
             velocity_rms_mm_s: 1.0,
             zone: SeverityZone::A,
+            shaft_hz: 24.7,
+            speed_estimated: false,
             order_0_5x_g: 0.0,
             order_1x_g: 0.01,
             order_2x_g: 0.005,
@@ -265,6 +293,23 @@ mod tests {
                 bsf_hz: 58.0,
                 bsf_2x_hz: 116.0,
                 ftf_hz: 9.8,
+                // One line of the inner-race and of the rolling-element families in every
+                // window: enough to back a model's call, not enough for the physics to decide.
+                families: crate::analyze::features::LineFamilies {
+                    inner: FamilyEvidence {
+                        score_db: 6.0,
+                        harmonics: 1,
+                        peak_db: 12.0,
+                        ..Default::default()
+                    },
+                    ball: FamilyEvidence {
+                        score_db: 6.0,
+                        harmonics: 1,
+                        peak_db: 12.0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
             },
             temperature_c: None,
             temperature_rise_c_per_min: None,

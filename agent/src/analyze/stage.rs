@@ -8,12 +8,14 @@
 
 use crate::analyze::alert::{AlertConfig, AlertEvent, WindowRef};
 use crate::analyze::baseline::BaselineConfig;
+use crate::analyze::diagnosis::DiagnosisConfig;
 use crate::analyze::features::{
     FeatureConfig, FeatureExtractor, Features, MachineContext, ZoneLimits,
 };
 use crate::analyze::model::{Model, ModelError, ModelSource, Variant};
 use crate::analyze::scoring::{Assessment, Classify, Scorer};
 use crate::assemble::AssembledWindow;
+use crate::assemble::window::WindowConfig;
 use crate::clock::{Clock, Stopwatch};
 use crate::ops::events::{AlertTransition, DropReason, Event, WindowDropped};
 use crate::ops::health::Health;
@@ -73,9 +75,10 @@ pub struct AnalysisConfig {
     pub baseline: BaselineConfig,
     /// `[alerts]`.
     pub alerts: AlertConfig,
-    /// The agent's window length (`[window] length`): a model trained on other windows is
-    /// warned about.
-    pub window_len: usize,
+    /// `[diagnosis]`.
+    pub diagnosis: DiagnosisConfig,
+    /// The agent's windows (`[window]`): a model trained on other windows is warned about.
+    pub window: WindowConfig,
     /// Where learned baselines are kept (`[agent] data_dir`); `None`: in memory only.
     pub data_dir: Option<PathBuf>,
     /// The monitored machines.
@@ -168,7 +171,7 @@ pub struct FeatureStage {
     contexts: HashMap<Arc<str>, MachineContext>,
     zone_limits: HashMap<Arc<str>, ZoneLimits>,
     extractors: HashMap<(usize, u64), FeatureExtractor>,
-    window_len: usize,
+    window: WindowConfig,
 }
 
 impl std::fmt::Debug for FeatureStage {
@@ -189,7 +192,8 @@ impl FeatureStage {
                 config.baseline,
                 config.alerts.clone(),
                 config.data_dir.clone(),
-            ),
+            )
+            .with_diagnosis(config.diagnosis),
             contexts: machine_contexts(config),
             zone_limits: config
                 .assets
@@ -197,7 +201,7 @@ impl FeatureStage {
                 .filter_map(|a| a.zone_limits.map(|l| (Arc::from(a.id.as_str()), l)))
                 .collect(),
             extractors: HashMap::new(),
-            window_len: config.window_len,
+            window: config.window,
         }
     }
 
@@ -218,7 +222,7 @@ impl FeatureStage {
                     variant = model.key(),
                     "model replaced"
                 );
-                if let Some(warning) = model.window_mismatch(self.window_len) {
+                if let Some(warning) = model.window_mismatch(&self.window) {
                     tracing::warn!("{warning}");
                 }
                 let version: Arc<str> = Arc::from(model.version());
@@ -367,7 +371,8 @@ mod tests {
             features: FeatureConfig::default(),
             baseline: BaselineConfig::default(),
             alerts: AlertConfig::default(),
-            window_len: 8192,
+            diagnosis: DiagnosisConfig::default(),
+            window: WindowConfig::default(),
             data_dir: None,
             assets: Vec::new(),
         }

@@ -17,6 +17,8 @@ fn features(velocity: f64, zone: SeverityZone) -> Features {
         skewness: 0.0,
         velocity_rms_mm_s: velocity,
         zone,
+        shaft_hz: 24.7,
+        speed_estimated: false,
         order_0_5x_g: 0.0,
         order_1x_g: 0.01,
         order_2x_g: 0.0,
@@ -38,6 +40,7 @@ fn features(velocity: f64, zone: SeverityZone) -> Features {
             bsf_hz: 58.0,
             bsf_2x_hz: 116.0,
             ftf_hz: 9.8,
+            families: Default::default(),
         },
         temperature_c: Some(41.0),
         temperature_rise_c_per_min: None,
@@ -67,6 +70,12 @@ fn report(asset: &str, sensor: u32, start_us: u64, velocity: f64, level: Level) 
             level,
             finding: "normal".into(),
             active_alert: None,
+            diagnosis: crate::analyze::diagnosis::Diagnosis {
+                part: None,
+                scores: [("outer", 0.0), ("inner", 0.0), ("ball", 0.0)],
+                windows: 1,
+            },
+            decided_by: String::new(),
         },
         alert: None,
     }
@@ -150,6 +159,8 @@ fn every_kind_of_message_matches_its_schema() {
             velocity_rms_mm_s: 2.0,
             zone: SeverityZone::B,
             temperature_c: None,
+            decided_by: "envelope".into(),
+            line_scores: vec![("outer".into(), 30.0), ("inner".into(), 4.0)],
         },
     };
     let rec = message::alert_record("gw-1", &message::new_record_id(), &event, 2);
@@ -167,4 +178,24 @@ fn every_kind_of_message_matches_its_schema() {
 fn a_message_missing_a_field_fails_its_schema() {
     let v = serde_json::json!({"schema_version": 1, "type": "health"});
     assert!(!validator("edgewatch.health").is_valid(&v));
+}
+
+#[test]
+fn summaries_report_the_shaft_speed_the_windows_were_analysed_at() {
+    let mut s = Summarizer::new(1000);
+    let mut found = report("pump-1", 1, 0, 1.0, Level::Normal);
+    found.features.shaft_hz = 24.0;
+    found.features.speed_estimated = true;
+    let mut configured = report("pump-1", 1, 160_000, 1.0, Level::Normal);
+    configured.features.shaft_hz = 25.0;
+    s.push(&found, 0);
+    s.push(&configured, 100);
+    let summary = s.drain().remove(0);
+    assert!((summary.shaft_hz_mean - 24.5).abs() < 1e-9, "{summary:?}");
+    assert_eq!(summary.speed_estimated_windows, 1);
+    let rec = message::summary_record("gw-1", &message::new_record_id(), &summary, 1);
+    assert_valid("edgewatch.summaries", &rec.payload);
+    let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap();
+    assert_eq!(v["shaft_hz_mean"], 24.5);
+    assert_eq!(v["speed_estimated_windows"], 1);
 }

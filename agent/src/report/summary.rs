@@ -39,6 +39,11 @@ pub struct Summary {
     pub kurtosis_max: f64,
     /// Largest crest factor.
     pub crest_factor_max: f64,
+    /// Mean shaft rotation frequency the windows were analysed at, Hz: found in each window's
+    /// spectrum where it could be, the configured one otherwise (`Features::shaft_hz`).
+    pub shaft_hz_mean: f64,
+    /// Windows whose shaft rate was found in their spectrum rather than configured.
+    pub speed_estimated_windows: u64,
     /// Highest bearing line, dB over background.
     pub bearing_line_db_max: f64,
     /// Worst velocity severity zone.
@@ -63,6 +68,7 @@ struct Bucket {
     summary: Summary,
     rms_sum: f64,
     velocity_sum: f64,
+    shaft_hz_sum: f64,
 }
 
 fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -117,6 +123,8 @@ impl Summarizer {
                 velocity_rms_mm_s_max: f64::MIN,
                 kurtosis_max: f64::MIN,
                 crest_factor_max: f64::MIN,
+                shaft_hz_mean: 0.0,
+                speed_estimated_windows: 0,
                 bearing_line_db_max: f64::MIN,
                 worst_zone: f.zone,
                 worst_level: Level::Normal,
@@ -128,6 +136,7 @@ impl Summarizer {
             },
             rms_sum: 0.0,
             velocity_sum: 0.0,
+            shaft_hz_sum: 0.0,
         });
         let s = &mut b.summary;
         s.windows += 1;
@@ -135,6 +144,8 @@ impl Summarizer {
         s.window_end_us = s.window_end_us.max(r.end_us);
         b.rms_sum += f.rms_g;
         b.velocity_sum += f.velocity_rms_mm_s;
+        b.shaft_hz_sum += f.shaft_hz;
+        s.speed_estimated_windows += u64::from(f.speed_estimated);
         s.rms_g_max = s.rms_g_max.max(f.rms_g);
         s.velocity_rms_mm_s_max = s.velocity_rms_mm_s_max.max(f.velocity_rms_mm_s);
         s.kurtosis_max = s.kurtosis_max.max(f.kurtosis);
@@ -183,5 +194,6 @@ fn finish(b: Bucket) -> Summary {
     let n = s.windows.max(1) as f64;
     s.rms_g_mean = b.rms_sum / n;
     s.velocity_rms_mm_s_mean = b.velocity_sum / n;
+    s.shaft_hz_mean = b.shaft_hz_sum / n;
     s
 }

@@ -57,6 +57,13 @@ pub struct FeatureConfig {
     /// nominal frequency (but never narrower than ± one spectral bin). Default
     /// [`default_speed_tolerance_ratio`].
     pub speed_tolerance_ratio: f64,
+    /// Half-width of the range searched for the true shaft speed around the configured one, as
+    /// a fraction (0.1 = ±10 %); 0 disables the search. When the spectrum shows the shaft's
+    /// harmonic series in that range (see [`features`](super), "Shaft speed"), the speed found
+    /// replaces the configured one for the shaft orders and the bearing frequencies of that
+    /// window. At most 0.3, so the range never holds both a speed and its double. Default
+    /// [`default_speed_search_ratio`].
+    pub speed_search_ratio: f64,
     /// Half-width in Hz of the local background on each side of an envelope search region;
     /// widened to at least 8 bins. Default [`default_background_half_width_hz`].
     pub background_half_width_hz: f64,
@@ -80,6 +87,12 @@ pub const fn default_speed_tolerance_ratio() -> f64 {
     0.02
 }
 
+/// Default [`FeatureConfig::speed_search_ratio`]: 0.1 (±10 %), the speed range of most drives on
+/// a frequency converter run near their nominal, and well beyond induction-motor slip.
+pub const fn default_speed_search_ratio() -> f64 {
+    0.1
+}
+
 /// Default [`FeatureConfig::background_half_width_hz`]: 20 Hz, a dozen or more bins at the
 /// usual ≈ 1 Hz envelope resolution, narrow enough to stay local.
 pub const fn default_background_half_width_hz() -> f64 {
@@ -99,6 +112,7 @@ impl Default for FeatureConfig {
             velocity_band_hz: default_velocity_band_hz(),
             envelope_band_hz: None,
             speed_tolerance_ratio: default_speed_tolerance_ratio(),
+            speed_search_ratio: default_speed_search_ratio(),
             background_half_width_hz: default_background_half_width_hz(),
             band_edges_hz: default_band_edges_hz(),
             zone_limits: ZoneLimits::DEFAULT,
@@ -133,6 +147,13 @@ impl FeatureConfig {
             return Err(invalid(
                 "speed_tolerance_ratio",
                 format!("{tolerance} must be within (0, 0.2]"),
+            ));
+        }
+        let search = self.speed_search_ratio;
+        if !(search.is_finite() && (0.0..=0.3).contains(&search)) {
+            return Err(invalid(
+                "speed_search_ratio",
+                format!("{search} must be within [0, 0.3] (0 disables the search)"),
             ));
         }
         let half_width = self.background_half_width_hz;
@@ -291,6 +312,19 @@ mod tests {
                 .starts_with("envelope_band_hz: high 20000 is above Nyquist")
         );
         assert!(error_of(|c| c.speed_tolerance_ratio = 0.0).starts_with("speed_tolerance_ratio:"));
+        assert_eq!(
+            error_of(|c| c.speed_search_ratio = 0.5),
+            "speed_search_ratio: 0.5 must be within [0, 0.3] (0 disables the search)"
+        );
+        assert!(error_of(|c| c.speed_search_ratio = -0.1).starts_with("speed_search_ratio:"));
+        assert!(
+            error_of(|c| c.speed_search_ratio = f64::INFINITY).starts_with("speed_search_ratio:")
+        );
+        let disabled = FeatureConfig {
+            speed_search_ratio: 0.0,
+            ..FeatureConfig::default()
+        };
+        disabled.validate_at(25_600.0).unwrap();
         assert!(
             error_of(|c| c.background_half_width_hz = f64::NAN)
                 .starts_with("background_half_width_hz:")

@@ -11,6 +11,9 @@ use rustfft::num_complex::Complex64;
 use rustfft::{Fft, FftPlanner};
 
 use super::config::{BAND_COUNT, FeatureConfig, invalid};
+use super::hann::hann_interpolation;
+use super::lines::line_families;
+use super::speed::SpeedEstimator;
 use super::{EnvelopePeaks, FeatureError, Features, MachineContext};
 
 /// Shortest window accepted, samples.
@@ -69,6 +72,8 @@ pub struct FeatureExtractor {
     analytic: Vec<Complex64>,
     complex_scratch: Vec<Complex64>,
     median_scratch: Vec<f64>,
+    /// Shaft-speed search over `magnitude`, with its own scratch.
+    speed: SpeedEstimator,
 }
 
 impl fmt::Debug for FeatureExtractor {
@@ -140,6 +145,7 @@ impl FeatureExtractor {
             complex_scratch: vec![Complex64::default(); complex_scratch_len],
             analytic: vec![Complex64::default(); n],
             median_scratch: vec![0.0; n / 2 + 1],
+            speed: SpeedEstimator::new(n / 2 + 1),
             candidates: candidate_bands(sample_rate_hz),
             hann_sum: hann.iter().sum(),
             hann_power: hann.iter().map(|w| w * w).sum(),
@@ -167,8 +173,10 @@ impl FeatureExtractor {
     }
 
     /// Features of one window of acceleration in g (one axis, `window_len` samples) for a
-    /// machine turning at `ctx.shaft_hz`. Allocates nothing. The temperature fields are left
-    /// `None` for the caller to fill ([`Features::set_temperature`]).
+    /// machine configured to turn at `ctx.shaft_hz`; the rate used is searched for near it
+    /// first ([`FeatureConfig::speed_search_ratio`], the module docs' "Shaft speed").
+    /// Allocates nothing. The temperature fields are left `None` for the caller to fill
+    /// ([`Features::set_temperature`]).
     pub fn extract(
         &mut self,
         samples_g: &[f32],
@@ -208,6 +216,41 @@ impl FeatureExtractor {
                 .unwrap_or(f64::INFINITY);
             *rms = self.band_mean_square(low, high).sqrt();
         }
+        // The shaft rate: found in this spectrum near the configured one, or the configured
+        // one. Everything after this uses it.
+        let search = self.cfg.speed_search_ratio;
+        let estimate = (search > 0.0)
+            .then(|| {
+                // The bearing's own lines, where a defect puts them at the nominal speed, are
+                // never shaft evidence.
+                let (o, shaft) = (ctx.orders, ctx.shaft_hz);
+                let foreign = [
+                    o.bpfo,
+                    2.0 * o.bpfo,
+                    o.bpfi,
+                    2.0 * o.bpfi,
+                    o.bsf,
+                    2.0 * o.bsf,
+                ]
+                .map(|order| order * shaft);
+                self.speed.set_foreign_lines(
+                    &foreign,
+                    self.cfg.speed_tolerance_ratio,
+                    self.sample_rate_hz / self.len as f64,
+                );
+                self.speed.estimate(
+                    &self.magnitude,
+                    self.sample_rate_hz / self.len as f64,
+                    ctx.shaft_hz * (1.0 - search),
+                    ctx.shaft_hz * (1.0 + search),
+                )
+            })
+            .flatten();
+        let speed_estimated = estimate.is_some();
+        let ctx = &MachineContext {
+            shaft_hz: estimate.map_or(ctx.shaft_hz, |e| e.shaft_hz),
+            ..*ctx
+        };
         let tolerance = self.cfg.speed_tolerance_ratio;
         let order = |k: f64| {
             tone_amplitude(
@@ -231,6 +274,8 @@ impl FeatureExtractor {
             skewness: moments.skewness(),
             velocity_rms_mm_s,
             zone: self.cfg.zone_limits.zone(velocity_rms_mm_s),
+            shaft_hz: ctx.shaft_hz,
+            speed_estimated,
             order_0_5x_g,
             order_1x_g,
             order_2x_g,
@@ -328,14 +373,14 @@ impl FeatureExtractor {
         }
 
         let df = self.bin_hz();
-        let half_width_hz = self.cfg.background_half_width_hz;
+        let background_hz = self.cfg.background_half_width_hz;
         let mut peak = |f_hz: f64| {
             envelope_peak(
                 &self.magnitude,
                 df,
                 f_hz,
                 tolerance,
-                half_width_hz,
+                background_hz,
                 &mut self.median_scratch,
             )
         };
@@ -345,22 +390,39 @@ impl FeatureExtractor {
         let (bsf_db, bsf_hz) = peak(o.bsf * shaft);
         let (bsf_2x_db, bsf_2x_hz) = peak(2.0 * o.bsf * shaft);
         let (ftf_db, ftf_hz) = peak(o.ftf * shaft);
+        let ftf_2x_db = peak(2.0 * o.ftf * shaft).0;
+        let bpfo_2x_db = peak(2.0 * o.bpfo * shaft).0;
+        let bpfi_2x_db = peak(2.0 * o.bpfi * shaft).0;
+        let top_hz = df * (self.magnitude.len() - 1) as f64;
+        let families = line_families(shaft, &o, df, tolerance, |f_hz, half_width_hz| {
+            (f_hz + half_width_hz <= top_hz).then(|| {
+                envelope_peak(
+                    &self.magnitude,
+                    df,
+                    f_hz,
+                    half_width_hz / f_hz,
+                    background_hz,
+                    &mut self.median_scratch,
+                )
+            })
+        });
         EnvelopePeaks {
             band_hz,
             band_kurtosis,
             bpfo_db,
-            bpfo_2x_db: peak(2.0 * o.bpfo * shaft).0,
+            bpfo_2x_db,
             bpfi_db,
-            bpfi_2x_db: peak(2.0 * o.bpfi * shaft).0,
+            bpfi_2x_db,
             bsf_db,
             bsf_2x_db,
             ftf_db,
-            ftf_2x_db: peak(2.0 * o.ftf * shaft).0,
+            ftf_2x_db,
             bpfo_hz,
             bpfi_hz,
             bsf_hz,
             bsf_2x_hz,
             ftf_hz,
+            families,
         }
     }
 
@@ -504,31 +566,6 @@ fn argmax(values: &[f64], first: usize, last: usize) -> usize {
     (first..=last)
         .max_by(|&a, &b| values[a].total_cmp(&values[b]))
         .unwrap_or(first)
-}
-
-/// Offset of a Hann-windowed tone from bin `k`, in bins (−0.5..=0.5), and the factor that
-/// undoes the scalloping loss, from the ratio of the larger neighbour to the peak:
-/// `δ = (2r − 1) / (1 + r)`, gain `πδ(1 − δ²) / sin(πδ)`.
-fn hann_interpolation(magnitude: &[f64], k: usize) -> (f64, f64) {
-    let peak = magnitude[k];
-    if peak <= 0.0 {
-        return (0.0, 1.0);
-    }
-    let left = if k > 0 { magnitude[k - 1] } else { 0.0 };
-    let right = magnitude.get(k + 1).copied().unwrap_or(0.0);
-    let (neighbour, sign) = if right >= left {
-        (right, 1.0)
-    } else {
-        (left, -1.0)
-    };
-    let r = neighbour / peak;
-    let delta = ((2.0 * r - 1.0) / (1.0 + r)).clamp(0.0, 0.5);
-    let gain = if delta < 1e-9 {
-        1.0
-    } else {
-        PI * delta * (1.0 - delta * delta) / (PI * delta).sin()
-    };
-    (sign * delta, gain)
 }
 
 /// Peak amplitude in g of the largest tone near `f_hz` in the Hann magnitude spectrum.
@@ -796,6 +833,84 @@ mod tests {
             assert!(f.order_3x_g < 0.01, "3x {}", f.order_3x_g);
             assert!(f.order_0_5x_g < 0.01, "0.5x {}", f.order_0_5x_g);
         }
+    }
+
+    /// A machine turning 6 % faster than configured: shaft lines at 1x–3x and outer-race
+    /// impacts at its true BPFO, in noise.
+    fn off_nominal(seed: u64) -> (Vec<f32>, f64) {
+        let true_hz = machine().shaft_hz * 1.06;
+        let impacts = Impacts {
+            rate_hz: machine().orders.bpfo * true_hz,
+            jitter: 0.01,
+            resonance_hz: 3000.0,
+            damping: 0.05,
+            amplitude_g: 1.0,
+        };
+        let signal = mix(&[
+            &tone(N, FS, true_hz, 0.08, 0.4),
+            &tone(N, FS, 2.0 * true_hz, 0.03, 1.3),
+            &tone(N, FS, 3.0 * true_hz, 0.015, 2.2),
+            &impacts.render(N, FS, seed),
+            &noise(N, 0.2, seed + 1000),
+        ]);
+        (signal, true_hz)
+    }
+
+    #[test]
+    fn an_off_nominal_speed_is_found_and_used_for_the_orders_and_the_bearing_lines() {
+        let (signal, true_hz) = off_nominal(3);
+        let f = features(&signal);
+        assert!(f.speed_estimated, "{f:?}");
+        assert_close("shaft_hz", f.shaft_hz, true_hz, 0.002);
+        assert_close("1x", f.order_1x_g, 0.08, 0.05);
+        assert_close("2x", f.order_2x_g, 0.03, 0.1);
+        let bpfo_hz = machine().orders.bpfo * true_hz;
+        assert!(
+            f.envelope.bpfo_db > 20.0,
+            "BPFO {:.1} dB",
+            f.envelope.bpfo_db
+        );
+        assert_close("BPFO found at", f.envelope.bpfo_hz, bpfo_hz, 0.01);
+
+        // With the search off, the configured speed is used and the line, 6 % away from where
+        // it is expected, is missed.
+        let cfg = FeatureConfig {
+            speed_search_ratio: 0.0,
+            ..FeatureConfig::default()
+        };
+        let fixed = FeatureExtractor::new(N, FS, &cfg)
+            .unwrap()
+            .extract(&signal, &machine())
+            .unwrap();
+        assert!(!fixed.speed_estimated);
+        assert_eq!(fixed.shaft_hz, machine().shaft_hz);
+        assert!(
+            fixed.envelope.bpfo_db < NOISE_MAX_DB,
+            "BPFO {:.1} dB at the nominal speed",
+            fixed.envelope.bpfo_db
+        );
+        // The speed used goes into the record's JSON.
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(json["shaft_hz"], f.shaft_hz);
+        assert_eq!(json["speed_estimated"], true);
+    }
+
+    #[test]
+    fn without_shaft_lines_in_range_the_configured_speed_is_kept() {
+        // Noise alone, and impacts with no shaft line: nothing to find.
+        for signal in [mix(&[&noise(N, 0.3, 31)]), outer_race(N, FS, 32)] {
+            let f = features(&signal);
+            assert!(!f.speed_estimated, "{f:?}");
+            assert_eq!(f.shaft_hz, machine().shaft_hz);
+        }
+        // A shaft at 1.25 × the configured speed lies outside the default ±10 %.
+        let outside = mix(&[
+            &tone(N, FS, 1.25 * machine().shaft_hz, 0.1, 0.0),
+            &noise(N, 0.05, 33),
+        ]);
+        let f = features(&outside);
+        assert!(!f.speed_estimated, "{f:?}");
+        assert_eq!(f.shaft_hz, machine().shaft_hz);
     }
 
     #[test]

@@ -36,6 +36,31 @@
 //!   Bins 0 and 1 (what is left of the envelope's mean) never count. At low frequencies the
 //!   one-bin minimum dominates: with 1.2 Hz bins the FTF search (≈ 15 Hz) spans ± 8 %.
 //!
+//! # Shaft speed
+//!
+//! The configured speed (`MachineContext::shaft_hz`) is a nominal: drives on frequency
+//! converters, belts and loaded induction motors turn at other speeds. With
+//! [`FeatureConfig::speed_search_ratio`] above 0 (default 0.1), each window's Hann spectrum
+//! is searched for the shaft's harmonic series (1x to at most 8x, below 0.4 · fs) within ±
+//! that fraction of the configured rate, by [`SpeedEstimator`]: a coarse harmonic sum over
+//! candidate rates, each harmonic's height over its local median in dB, floored at 6 dB,
+//! capped at 30 dB and weighted `1/k` (so one strong foreign line cannot win, and a half-rate,
+//! whose evidence lies only at the true rate's harmonics at half the weight, scores half);
+//! then a weighted least-squares fit of the harmonics located to a fraction of a bin by Hann
+//! interpolation. A series that stands out (prominence at least 8, see the [`speed`] module)
+//! gives the window's shaft rate; the shaft orders and the envelope's bearing frequencies
+//! (whose ± `speed_tolerance_ratio` search regions are then centred on the right lines) use
+//! it. Otherwise — nothing stands out at 1x–3x, the series lies outside the range, or the
+//! search is off — the configured rate is used. [`Features::shaft_hz`] says which rate was
+//! used and [`Features::speed_estimated`] whether it was found in the spectrum. The model's
+//! inputs carry no absolute frequency and are unchanged.
+//!
+//! The range is bounded (at most ±30 %) so it never holds a rate and its double. A speed
+//! changing within the window is found as about its mean over the window. On simulated
+//! machines ramping 1200 → 1800 rpm the per-window rate is within 1 % of the true one
+//! (`lab/tests/speed_ramp.rs`); on recordings, `lab speed` reports the agreement with the
+//! index's speed.
+//!
 //! # Automatic envelope band
 //!
 //! With [`FeatureConfig::envelope_band_hz`] unset the band is chosen per window, as a light
@@ -74,7 +99,10 @@
 
 mod config;
 mod extractor;
+mod hann;
+mod lines;
 mod model_inputs;
+pub mod speed;
 
 /// Deterministic test signals (tones, noise, bearing impacts), for tests only.
 #[cfg(any(test, feature = "test-support"))]
@@ -86,10 +114,13 @@ use thiserror::Error;
 
 pub use config::{
     BAND_COUNT, ConfigError, FeatureConfig, ZoneLimits, default_background_half_width_hz,
-    default_band_edges_hz, default_speed_tolerance_ratio, default_velocity_band_hz,
+    default_band_edges_hz, default_speed_search_ratio, default_speed_tolerance_ratio,
+    default_velocity_band_hz,
 };
 pub use extractor::{FeatureExtractor, MIN_WINDOW_LEN};
+pub use lines::{CHANCE_DB, FamilyEvidence, LINE_DB, LineFamilies, SIDEBAND_WEIGHT};
 pub use model_inputs::{FEATURE_NAMES, MODEL_INPUT_LEN};
+pub use speed::{SpeedEstimate, SpeedEstimator};
 
 /// Why a window could not be turned into features.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -234,6 +265,10 @@ pub struct EnvelopePeaks {
     pub bsf_2x_hz: f64,
     /// Where the FTF peak was found, Hz.
     pub ftf_hz: f64,
+    /// The outer-race, inner-race and rolling-element line families (harmonics and
+    /// sidebands), scored ([`LineFamilies`]); absent in records written before they existed.
+    #[serde(default)]
+    pub families: LineFamilies,
 }
 
 impl EnvelopePeaks {
@@ -275,6 +310,13 @@ pub struct Features {
     pub velocity_rms_mm_s: f64,
     /// Severity zone of `velocity_rms_mm_s`.
     pub zone: SeverityZone,
+    /// The shaft rotation frequency this window was analysed at, Hz: the one found in its
+    /// spectrum when `speed_estimated`, otherwise the configured one. The shaft orders and
+    /// the envelope's bearing frequencies are multiples of it.
+    pub shaft_hz: f64,
+    /// Whether `shaft_hz` was found in the spectrum ([`FeatureConfig::speed_search_ratio`])
+    /// rather than taken from the configuration.
+    pub speed_estimated: bool,
     /// Acceleration at 0.5 × shaft speed, g peak.
     pub order_0_5x_g: f64,
     /// Acceleration at 1 × shaft speed, g peak.
