@@ -6,6 +6,8 @@
 //! sensor and averages each family's score, so one lucky window neither makes nor breaks a
 //! diagnosis. The physics **decides** the part when the evidence is unambiguous:
 //!
+//! - at least `min_windows` windows of the sensor have been seen (one window is never enough:
+//!   a healthy machine's chance lines can line up once; an alert needs three windows anyway),
 //! - the leading family's mean score is at least `decide_score_db`,
 //! - it leads the runner-up by at least `lead_ratio` times, and
 //! - it showed at least one line (≥ [`LINE_DB`](crate::analyze::features::LINE_DB)) in most
@@ -24,6 +26,8 @@ use std::collections::VecDeque;
 pub struct DiagnosisConfig {
     /// Recent windows per sensor whose family scores are averaged.
     pub windows: usize,
+    /// Windows seen before the physics may decide (at most `windows`).
+    pub min_windows: usize,
     /// Least mean score of the leading family for the physics to decide, dB (see
     /// [`FamilyEvidence::score_db`]).
     pub decide_score_db: f64,
@@ -35,6 +39,7 @@ impl Default for DiagnosisConfig {
     fn default() -> Self {
         Self {
             windows: 5,
+            min_windows: 3,
             decide_score_db: 12.0,
             lead_ratio: 2.0,
         }
@@ -49,6 +54,12 @@ impl DiagnosisConfig {
             p.push((
                 "windows",
                 format!("{} must be within 1..=100", self.windows),
+            ));
+        }
+        if self.min_windows == 0 || self.min_windows > self.windows {
+            p.push((
+                "min_windows",
+                format!("{} must be within 1..=windows", self.min_windows),
             ));
         }
         if !(self.decide_score_db.is_finite() && self.decide_score_db > 0.0) {
@@ -127,8 +138,10 @@ impl Diagnoser {
         parts.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
         let (best, (score, lines)) = parts[0];
         let runner_up = parts[1].1.0;
-        let decided =
-            score >= self.cfg.decide_score_db && score >= self.cfg.lead_ratio * runner_up && lines;
+        let decided = n >= self.cfg.min_windows
+            && score >= self.cfg.decide_score_db
+            && score >= self.cfg.lead_ratio * runner_up
+            && lines;
         Diagnosis {
             part: decided.then_some(best),
             scores: parts.map(|(p, (s, _))| (p, s)),
@@ -161,10 +174,18 @@ mod tests {
         }
     }
 
+    /// A diagnoser that has seen `n` windows like `w`; returns the last verdict.
+    fn after(n: usize, w: LineFamilies) -> Diagnosis {
+        let mut d = Diagnoser::new(DiagnosisConfig::default());
+        (0..n).map(|_| d.observe(&w)).last().expect("n > 0")
+    }
+
     #[test]
     fn a_clear_family_decides_and_an_even_contest_does_not() {
-        let mut d = Diagnoser::new(DiagnosisConfig::default());
-        let v = d.observe(&window(30.0, 5.0, 3.0));
+        // One or two windows are never enough; the third decides.
+        assert_eq!(after(1, window(30.0, 5.0, 3.0)).part, None);
+        assert_eq!(after(2, window(30.0, 5.0, 3.0)).part, None);
+        let v = after(3, window(30.0, 5.0, 3.0));
         assert_eq!(v.part, Some("outer"));
         assert_eq!(v.scores[0], ("outer", 30.0));
         assert!(
@@ -172,12 +193,10 @@ mod tests {
             "{}",
             v.explain()
         );
-        let mut d = Diagnoser::new(DiagnosisConfig::default());
-        let v = d.observe(&window(20.0, 14.0, 3.0));
+        let v = after(3, window(20.0, 14.0, 3.0));
         assert_eq!(v.part, None, "20 vs 14 is not a 2x lead");
         assert!(v.explain().ends_with("ambiguous"));
-        let mut d = Diagnoser::new(DiagnosisConfig::default());
-        assert_eq!(d.observe(&window(10.0, 2.0, 1.0)).part, None, "below 12 dB");
+        assert_eq!(after(3, window(10.0, 2.0, 1.0)).part, None, "below 12 dB");
     }
 
     #[test]
@@ -198,21 +217,24 @@ mod tests {
 
     #[test]
     fn a_score_without_a_single_line_does_not_decide() {
-        let mut d = Diagnoser::new(DiagnosisConfig::default());
         let mut w = window(20.0, 1.0, 1.0);
         w.outer.harmonics = 0;
-        assert_eq!(d.observe(&w).part, None);
+        assert_eq!(after(5, w).part, None);
     }
 
     #[test]
     fn bad_settings_are_named() {
         let cfg = DiagnosisConfig {
             windows: 0,
+            min_windows: 1,
             decide_score_db: -1.0,
             lead_ratio: 0.5,
         };
         let fields: Vec<_> = cfg.problems().into_iter().map(|p| p.0).collect();
-        assert_eq!(fields, ["windows", "decide_score_db", "lead_ratio"]);
+        assert_eq!(
+            fields,
+            ["windows", "min_windows", "decide_score_db", "lead_ratio"]
+        );
         assert!(DiagnosisConfig::default().problems().is_empty());
     }
 }
