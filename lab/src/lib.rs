@@ -18,5 +18,6 @@ pub mod demo;
 pub mod eval;
 pub mod recordings;
 pub mod replay_features;
+pub mod rtf;
 pub mod speed;
 pub mod training;

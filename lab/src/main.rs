@@ -72,6 +72,20 @@ enum Cmd {
         #[command(flatten)]
         window: edgewatch_lab::training::WindowArgs,
     },
+    /// Run run-to-failure bearings (the femto-learning layout: index.csv, per-bearing f32
+    /// snapshots and times) snapshot by snapshot through the feature code and the health
+    /// tracker (onset, remaining life); write one row per bearing and a per-snapshot trace.
+    EvalRtf {
+        /// Folder with `index.csv`.
+        #[arg(long)]
+        data: PathBuf,
+        /// The per-bearing CSV to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The per-snapshot trace CSV to write.
+        #[arg(long)]
+        trace: PathBuf,
+    },
     /// Run recordings (a folder with index.csv and raw f32 files) through the feature code and
     /// print the envelope peak height at each labelled fault frequency, per class.
     EvalFeatures {
@@ -233,6 +247,24 @@ fn main() -> Result<ExitCode> {
                 s.windows,
                 out.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::EvalRtf { data, out, trace } => {
+            let (rows, snapshots, lives) = edgewatch_lab::rtf::evaluate_lives(
+                &data,
+                &edgewatch_agent::analyze::health::HealthConfig::default(),
+            )?;
+            let (ours, naive, estimated, cuts) = edgewatch_lab::rtf::phm_scores(&lives);
+            eprintln!(
+                "PHM 2012 score over {cuts} cuts (at {:?} of each life): tracker {ours:.4} \
+                 (its own estimate at {estimated} cuts, the naive one elsewhere), naive \
+                 leave-one-bearing-out mean life {naive:.4}",
+                edgewatch_lab::rtf::CUT_FRACTIONS
+            );
+            std::fs::write(&out, &rows).with_context(|| format!("writing {}", out.display()))?;
+            std::fs::write(&trace, snapshots)
+                .with_context(|| format!("writing {}", trace.display()))?;
+            print!("{rows}");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::EvalFeatures {

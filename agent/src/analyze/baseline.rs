@@ -145,7 +145,8 @@ pub struct Baseline {
     pub class_model: Option<String>,
 }
 
-fn median(values: &mut [f64]) -> f64 {
+/// Median of `values` (sorted in place); 0 when empty.
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
         return 0.0;
     }

@@ -4,6 +4,7 @@
 //! - [`features`]: spectrum, envelope spectrum, RMS, kurtosis, velocity severity (pure).
 //! - [`model`]: the on-device classifier (tract) and its manifest; owned by the analysis thread.
 //! - [`baseline`]: the per-asset learned baseline and its lifecycle.
+//! - [`health`]: a sensor's health indicator over life, onset of degradation, remaining life.
 //! - [`diagnosis`]: the bearing part from the envelope line families, when the physics is sure.
 //! - [`alert`]: alert rules and the hysteresis engine.
 //! - [`scoring`]: joins model, baseline and rules for one window.
@@ -13,6 +14,7 @@ pub mod alert;
 pub mod baseline;
 pub mod diagnosis;
 pub mod features;
+pub mod health;
 pub mod model;
 pub mod scoring;
 mod stage;
