@@ -27,6 +27,7 @@ fn vibration_frame(sequence: u32, per_axis: usize) -> Frame {
             timestamp_us: u64::from(sequence) * 20_000,
         },
         payload: Payload::Vibration(VibrationBlock {
+            flags: edgewatch_protocol::BlockFlags::CONTINUOUS,
             sample_rate_hz: 12_800.0,
             axes: 3,
             scale_g_per_lsb: 0.001,

@@ -57,8 +57,11 @@ pub enum PayloadError {
     TemperatureChannels(u8),
     /// A temperature or status payload whose length does not match its content.
     Length,
-    /// A reserved byte is not zero.
+    /// A reserved byte or bit is not zero (for a vibration block: unknown flag bits, or a
+    /// burst start or end mark without the burst bit).
     Reserved,
+    /// A sampling plan with an unknown mode, or a burst of no samples or no period.
+    Sampling,
 }
 
 /// Why a frame could not be encoded.
@@ -117,7 +120,12 @@ impl fmt::Display for PayloadError {
                 crate::MAX_TEMPERATURE_CHANNELS
             ),
             Self::Length => write!(f, "payload length does not match its content"),
-            Self::Reserved => write!(f, "reserved byte is not zero"),
+            Self::Reserved => write!(f, "reserved byte or flag bit is not zero"),
+            Self::Sampling => write!(
+                f,
+                "sampling plan is neither continuous (0, 0, 0) nor a burst of samples > 0 every \
+                 period > 0"
+            ),
         }
     }
 }

@@ -30,6 +30,8 @@ pub enum FrameKind {
     Temperature = 2,
     /// Heartbeat with firmware version, error flags and supply voltage.
     Status = 3,
+    /// The sensor's sampling plan: continuous, or bursts of N samples every T.
+    Sampling = 4,
 }
 
 impl FrameKind {
@@ -39,6 +41,7 @@ impl FrameKind {
             1 => Some(Self::Vibration),
             2 => Some(Self::Temperature),
             3 => Some(Self::Status),
+            4 => Some(Self::Sampling),
             _ => None,
         }
     }
@@ -62,7 +65,7 @@ pub struct Header {
 /// ```text
 /// sample_rate_hz: f32     // 0
 /// axes: u8                // 4  1..=MAX_AXES
-/// reserved: u8            // 5  0
+/// flags: u8               // 5  BlockFlags (0: continuous stream)
 /// samples_per_axis: u16   // 6
 /// scale_g_per_lsb: f32    // 8  acceleration in g = sample × scale
 /// samples: [i16; axes × samples_per_axis]   // 12, interleaved: x0 y0 z0 x1 y1 z1 ...
@@ -75,6 +78,8 @@ pub struct VibrationBlock {
     pub axes: u8,
     /// Acceleration in g of one least significant bit.
     pub scale_g_per_lsb: f32,
+    /// Where the block sits in the sensor's sampling: a continuous stream, or a burst.
+    pub flags: BlockFlags,
     /// Interleaved samples (`x0 y0 z0 x1 ...`); the length is a multiple of `axes`.
     pub samples: Vec<i16, MAX_VIBRATION_SAMPLES>,
 }
@@ -123,9 +128,88 @@ impl VibrationBlock {
         if !(self.scale_g_per_lsb.is_finite() && self.scale_g_per_lsb > 0.0) {
             return Err(PayloadError::Scale);
         }
+        self.flags.check()
+    }
+}
+
+/// Byte 5 of a vibration payload: where the block sits in the sensor's sampling.
+///
+/// `0` is a block of a continuous stream (every block follows the previous one without a gap).
+/// A snapshot (burst) sensor sets [`BlockFlags::BURST`] on every block of a burst, and
+/// [`BlockFlags::START`] on its first and [`BlockFlags::END`] on its last block (both on a burst
+/// of one block). The silence between two bursts is expected, not lost data: the gateway analyses
+/// each burst as a window of its own length. Other bits are reserved and must be 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct BlockFlags(pub u8);
+
+impl BlockFlags {
+    /// A block of a continuous stream.
+    pub const CONTINUOUS: Self = Self(0);
+    /// The block belongs to a burst.
+    pub const BURST: u8 = 1 << 0;
+    /// The first block of a burst.
+    pub const START: u8 = 1 << 1;
+    /// The last block of a burst.
+    pub const END: u8 = 1 << 2;
+    const KNOWN: u8 = Self::BURST | Self::START | Self::END;
+
+    /// Flags of a burst block: `first` and/or `last` of its burst.
+    pub const fn burst(first: bool, last: bool) -> Self {
+        let mut b = Self::BURST;
+        if first {
+            b |= Self::START;
+        }
+        if last {
+            b |= Self::END;
+        }
+        Self(b)
+    }
+
+    /// Whether the block belongs to a burst.
+    pub const fn is_burst(self) -> bool {
+        self.0 & Self::BURST != 0
+    }
+
+    /// Whether the block starts a burst.
+    pub const fn starts_burst(self) -> bool {
+        self.0 & Self::START != 0
+    }
+
+    /// Whether the block ends a burst.
+    pub const fn ends_burst(self) -> bool {
+        self.0 & Self::END != 0
+    }
+
+    fn check(self) -> Result<(), PayloadError> {
+        // Unknown bits, or a start or end mark on a block that is not in a burst.
+        if self.0 & !Self::KNOWN != 0 || (self.0 != 0 && !self.is_burst()) {
+            return Err(PayloadError::Reserved);
+        }
         Ok(())
     }
 }
+
+/// How a sensor samples vibration, announced in a [`FrameKind::Sampling`] frame when the node
+/// starts and with its heartbeats.
+///
+/// Payload layout (12 bytes): `mode: u8` (0 continuous, 1 burst), `reserved: [u8; 3] = 0`,
+/// `burst_samples: u32` (samples per axis in a burst), `burst_period_ms: u32` (start to start);
+/// both 0 for a continuous sensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SamplingMode {
+    /// One uninterrupted stream of blocks.
+    #[default]
+    Continuous,
+    /// Bursts (snapshots) of `samples` samples per axis, one every `period_ms`.
+    Burst {
+        /// Samples per axis in one burst, at least 1.
+        samples: u32,
+        /// Time from the start of one burst to the start of the next, ms, at least 1.
+        period_ms: u32,
+    },
+}
+
+const SAMPLING_LEN: usize = 12;
 
 /// Temperature readings in hundredths of a degree Celsius, one per channel.
 ///
@@ -195,6 +279,8 @@ pub enum Payload {
     Temperature(Temperature),
     /// A heartbeat.
     Status(Status),
+    /// The sensor's sampling plan.
+    Sampling(SamplingMode),
 }
 
 /// One sensor frame.
@@ -213,6 +299,7 @@ impl Frame {
             Payload::Vibration(_) => FrameKind::Vibration,
             Payload::Temperature(_) => FrameKind::Temperature,
             Payload::Status(_) => FrameKind::Status,
+            Payload::Sampling(_) => FrameKind::Sampling,
         }
     }
 
@@ -221,6 +308,7 @@ impl Frame {
             Payload::Vibration(v) => VIBRATION_HEADER_LEN + 2 * v.samples.len(),
             Payload::Temperature(t) => 2 + 2 * t.centi_celsius.len(),
             Payload::Status(_) => STATUS_LEN,
+            Payload::Sampling(_) => SAMPLING_LEN,
         }
     }
 
@@ -229,6 +317,11 @@ impl Frame {
             Payload::Vibration(v) => v.check(),
             Payload::Temperature(t) if t.centi_celsius.is_empty() => {
                 Err(PayloadError::TemperatureChannels(0))
+            }
+            Payload::Sampling(SamplingMode::Burst { samples, period_ms })
+                if *samples == 0 || *period_ms == 0 =>
+            {
+                Err(PayloadError::Sampling)
             }
             _ => Ok(()),
         }
@@ -265,7 +358,7 @@ impl Frame {
             Payload::Vibration(v) => {
                 p[0..4].copy_from_slice(&v.sample_rate_hz.to_le_bytes());
                 p[4] = v.axes;
-                p[5] = 0;
+                p[5] = v.flags.0;
                 p[6..8].copy_from_slice(&(v.samples_per_axis() as u16).to_le_bytes());
                 p[8..12].copy_from_slice(&v.scale_g_per_lsb.to_le_bytes());
                 for (chunk, s) in p[VIBRATION_HEADER_LEN..]
@@ -290,6 +383,16 @@ impl Frame {
                 p[4..8].copy_from_slice(&s.error_flags.to_le_bytes());
                 p[8..12].copy_from_slice(&s.uptime_s.to_le_bytes());
                 p[12..14].copy_from_slice(&s.supply_mv.to_le_bytes());
+            }
+            Payload::Sampling(m) => {
+                let (mode, samples, period_ms) = match *m {
+                    SamplingMode::Continuous => (0, 0, 0),
+                    SamplingMode::Burst { samples, period_ms } => (1, samples, period_ms),
+                };
+                p[0] = mode;
+                p[1..4].fill(0);
+                p[4..8].copy_from_slice(&samples.to_le_bytes());
+                p[8..12].copy_from_slice(&period_ms.to_le_bytes());
             }
         }
         let body = HEADER_LEN + payload_len;
@@ -381,6 +484,7 @@ pub fn decode_frame(raw: &[u8]) -> Result<Frame, DecodeError> {
         FrameKind::Vibration => Payload::Vibration(decode_vibration(p)?),
         FrameKind::Temperature => Payload::Temperature(decode_temperature(p)?),
         FrameKind::Status => Payload::Status(decode_status(p)?),
+        FrameKind::Sampling => Payload::Sampling(decode_sampling(p)?),
     };
     Ok(Frame { header, payload })
 }
@@ -391,9 +495,7 @@ fn decode_vibration(p: &[u8]) -> Result<VibrationBlock, PayloadError> {
     }
     let sample_rate_hz = f32::from_bits(u32_at(p, 0));
     let axes = p[4];
-    if p[5] != 0 {
-        return Err(PayloadError::Reserved);
-    }
+    let flags = BlockFlags(p[5]);
     let per_axis = usize::from(u16_at(p, 6));
     let scale_g_per_lsb = f32::from_bits(u32_at(p, 8));
     if axes == 0 || axes > MAX_AXES {
@@ -415,6 +517,7 @@ fn decode_vibration(p: &[u8]) -> Result<VibrationBlock, PayloadError> {
         sample_rate_hz,
         axes,
         scale_g_per_lsb,
+        flags,
         samples,
     };
     block.check()?;
@@ -455,4 +558,19 @@ fn decode_status(p: &[u8]) -> Result<Status, PayloadError> {
         uptime_s: u32_at(p, 8),
         supply_mv: u16_at(p, 12),
     })
+}
+
+fn decode_sampling(p: &[u8]) -> Result<SamplingMode, PayloadError> {
+    if p.len() != SAMPLING_LEN {
+        return Err(PayloadError::Length);
+    }
+    if p[1..4] != [0, 0, 0] {
+        return Err(PayloadError::Reserved);
+    }
+    let (samples, period_ms) = (u32_at(p, 4), u32_at(p, 8));
+    match p[0] {
+        0 if samples == 0 && period_ms == 0 => Ok(SamplingMode::Continuous),
+        1 if samples > 0 && period_ms > 0 => Ok(SamplingMode::Burst { samples, period_ms }),
+        _ => Err(PayloadError::Sampling),
+    }
 }

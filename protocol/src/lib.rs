@@ -31,8 +31,8 @@ mod frame;
 pub use decoder::{DecodeIter, Decoder, Feed};
 pub use error::{DecodeError, EncodeError, PayloadError};
 pub use frame::{
-    Frame, FrameKind, Header, Payload, Status, StatusFlags, Temperature, VibrationBlock,
-    decode_frame, stuff,
+    BlockFlags, Frame, FrameKind, Header, Payload, SamplingMode, Status, StatusFlags, Temperature,
+    VibrationBlock, decode_frame, stuff,
 };
 /// The fixed-capacity collections used in frames, re-exported so users build frames with the
 /// same version.

@@ -2,8 +2,9 @@
 //! arbitrary chunking of the byte stream.
 
 use edgewatch_protocol::{
-    DecodeError, Decoder, Frame, Header, MAX_SERIAL_LEN, MAX_TEMPERATURE_CHANNELS,
-    MAX_VIBRATION_SAMPLES, Payload, Status, Temperature, VibrationBlock, decode_frame,
+    BlockFlags, DecodeError, Decoder, Frame, Header, MAX_SERIAL_LEN, MAX_TEMPERATURE_CHANNELS,
+    MAX_VIBRATION_SAMPLES, Payload, SamplingMode, Status, Temperature, VibrationBlock,
+    decode_frame,
 };
 use proptest::prelude::*;
 
@@ -28,10 +29,15 @@ fn vibration() -> impl Strategy<Value = Payload> {
                 (1..=max_per_axis).prop_flat_map(move |n| {
                     prop::collection::vec(any::<i16>(), n * usize::from(axes))
                 }),
+                prop_oneof![
+                    Just(BlockFlags::CONTINUOUS),
+                    any::<(bool, bool)>().prop_map(|(first, last)| BlockFlags::burst(first, last)),
+                ],
             )
         })
-        .prop_map(|(axes, sample_rate_hz, scale_g_per_lsb, samples)| {
+        .prop_map(|(axes, sample_rate_hz, scale_g_per_lsb, samples, flags)| {
             Payload::Vibration(VibrationBlock {
+                flags,
                 sample_rate_hz,
                 axes,
                 scale_g_per_lsb,
@@ -62,6 +68,12 @@ fn payload() -> impl Strategy<Value = Payload> {
                     supply_mv,
                 })
             ),
+        prop_oneof![
+            Just(SamplingMode::Continuous),
+            (1u32.., 1u32..)
+                .prop_map(|(samples, period_ms)| SamplingMode::Burst { samples, period_ms }),
+        ]
+        .prop_map(Payload::Sampling),
     ]
 }
 
@@ -207,6 +219,7 @@ fn a_frame_that_breaks_payload_rules_is_refused_by_the_encoder() {
     let f = Frame {
         header: Header::default(),
         payload: Payload::Vibration(VibrationBlock {
+            flags: edgewatch_protocol::BlockFlags::CONTINUOUS,
             sample_rate_hz: f32::NAN,
             axes: 1,
             scale_g_per_lsb: 1.0,
@@ -218,6 +231,7 @@ fn a_frame_that_breaks_payload_rules_is_refused_by_the_encoder() {
     let odd = Frame {
         header: Header::default(),
         payload: Payload::Vibration(VibrationBlock {
+            flags: edgewatch_protocol::BlockFlags::CONTINUOUS,
             sample_rate_hz: 100.0,
             axes: 2,
             scale_g_per_lsb: 1.0,
@@ -251,4 +265,67 @@ fn a_too_small_output_buffer_is_an_error_not_a_panic() {
     let mut small = [0u8; 10];
     assert!(f.encode(&mut small).is_err());
     assert!(f.encode_stuffed(&mut small).is_err());
+}
+
+#[test]
+fn burst_marks_without_the_burst_bit_and_impossible_plans_are_refused() {
+    let common = |payload| Frame {
+        header: Header::default(),
+        payload,
+    };
+    let block = |flags| {
+        Payload::Vibration(VibrationBlock {
+            flags: BlockFlags(flags),
+            sample_rate_hz: 100.0,
+            axes: 1,
+            scale_g_per_lsb: 0.001,
+            samples: heapless::Vec::from_slice(&[1, 2]).unwrap(),
+        })
+    };
+    let mut buf = vec![0u8; 256];
+    for bad in [BlockFlags::START, BlockFlags::END, 1 << 3, 0x80] {
+        assert!(
+            common(block(bad)).encode(&mut buf).is_err(),
+            "flags {bad:#x}"
+        );
+        // The same bytes written by hand (flags at payload offset 5) are refused by the decoder.
+        let n = common(block(BlockFlags::BURST)).encode(&mut buf).unwrap();
+        buf[20 + 5] = bad;
+        let body = n - 4;
+        let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&buf[..body]);
+        buf[body..n].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode_frame(&buf[..n]),
+            Err(DecodeError::Payload(
+                edgewatch_protocol::PayloadError::Reserved
+            )),
+            "flags {bad:#x}"
+        );
+    }
+    for plan in [
+        SamplingMode::Burst {
+            samples: 0,
+            period_ms: 10,
+        },
+        SamplingMode::Burst {
+            samples: 10,
+            period_ms: 0,
+        },
+    ] {
+        assert!(common(Payload::Sampling(plan)).encode(&mut buf).is_err());
+    }
+    // A continuous plan with counts is refused on decoding.
+    let n = common(Payload::Sampling(SamplingMode::Continuous))
+        .encode(&mut buf)
+        .unwrap();
+    buf[20 + 4] = 1;
+    let body = n - 4;
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&buf[..body]);
+    buf[body..n].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(
+        decode_frame(&buf[..n]),
+        Err(DecodeError::Payload(
+            edgewatch_protocol::PayloadError::Sampling
+        ))
+    );
 }

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use edgewatch_protocol::{
-    Frame, Header, Payload, Status, StatusFlags, Temperature, VibrationBlock,
+    BlockFlags, Frame, Header, Payload, SamplingMode, Status, StatusFlags, Temperature,
+    VibrationBlock,
 };
 
 /// The frames whose encodings `docs/protocol.md` lists as test vectors, by name.
@@ -14,6 +15,7 @@ pub fn vector_frames() -> Vec<(&'static str, Frame)> {
             timestamp_us: 1_000_000,
         },
         payload: Payload::Vibration(VibrationBlock {
+            flags: BlockFlags::CONTINUOUS,
             sample_rate_hz: 12800.0,
             axes: 2,
             scale_g_per_lsb: 16.0 / 32767.0,
@@ -43,10 +45,37 @@ pub fn vector_frames() -> Vec<(&'static str, Frame)> {
             supply_mv: 3300,
         }),
     };
+    let burst = Frame {
+        header: Header {
+            sensor_id: 9,
+            sequence: 5,
+            timestamp_us: 10_000_000,
+        },
+        payload: Payload::Vibration(VibrationBlock {
+            flags: BlockFlags::burst(true, false),
+            sample_rate_hz: 25600.0,
+            axes: 1,
+            scale_g_per_lsb: 16.0 / 32767.0,
+            samples: heapless::Vec::from_slice(&[100, -100, 7]).unwrap(),
+        }),
+    };
+    let sampling = Frame {
+        header: Header {
+            sensor_id: 9,
+            sequence: 4,
+            timestamp_us: 9_999_000,
+        },
+        payload: Payload::Sampling(SamplingMode::Burst {
+            samples: 2560,
+            period_ms: 10_000,
+        }),
+    };
     vec![
         ("vibration", vibration),
         ("temperature", temperature),
         ("status", status),
+        ("burst", burst),
+        ("sampling", sampling),
     ]
 }
 
