@@ -45,6 +45,7 @@ pub fn nodes_for(scenario: &Scenario) -> Result<Vec<SensorNode>, ScenarioError> 
                 status_interval_s: Some(f64::from(scenario.status_interval_ms) / 1e3),
                 // Nodes booted at different times: their clocks disagree, as real ones do.
                 clock_offset_us: u64::from(sim.sensor_id()) * 7_919_000,
+                burst: scenario.burst,
             };
             Ok(SensorNode::new(settings, Box::new(sim)))
         })

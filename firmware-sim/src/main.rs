@@ -94,6 +94,23 @@ struct OutputArgs {
     /// Seed of the link faults (the scenario has its own seed).
     #[arg(long, default_value_t = 1)]
     inject_seed: u64,
+    /// Snapshot mode: samples per axis in one burst (with --burst-period-s; overrides the
+    /// scenario's `burst`).
+    #[arg(long, requires = "burst_period_s")]
+    burst_samples: Option<usize>,
+    /// Snapshot mode: seconds from the start of one burst to the start of the next.
+    #[arg(long, requires = "burst_samples")]
+    burst_period_s: Option<f64>,
+}
+
+impl OutputArgs {
+    /// The burst plan the flags ask for, if any.
+    fn burst(&self) -> Option<firmware_sim::node::BurstPlan> {
+        Some(firmware_sim::node::BurstPlan {
+            samples: self.burst_samples?,
+            period_s: self.burst_period_s?,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -252,6 +269,9 @@ fn main() -> Result<()> {
             if let Some(block) = args.block_size {
                 scenario.block_size = block;
             }
+            if let Some(burst) = args.out.burst() {
+                scenario.burst = Some(burst);
+            }
             scenario.validate()?;
             let seed = scenario.seed;
             let nodes = firmware_sim::nodes_for(&scenario)?;
@@ -277,6 +297,7 @@ fn main() -> Result<()> {
                 temperature_interval_s: None,
                 status_interval_s: Some(10.0),
                 clock_offset_us: 0,
+                burst: args.out.burst(),
             };
             settings.validate().map_err(anyhow::Error::msg)?;
             drive(

@@ -7,8 +7,10 @@
 //! to int16 at a fixed full scale, clipping as a real ADC does.
 
 use edgewatch_protocol::{
-    Frame, Header, MAX_VIBRATION_SAMPLES, Payload, Status, StatusFlags, Temperature, VibrationBlock,
+    BlockFlags, Frame, Header, MAX_VIBRATION_SAMPLES, Payload, SamplingMode, Status, StatusFlags,
+    Temperature, VibrationBlock,
 };
+use serde::{Deserialize, Serialize};
 
 /// What a node samples: vibration blocks and, optionally, temperature.
 pub trait SignalSource: Send {
@@ -17,6 +19,44 @@ pub trait SignalSource: Send {
     fn next_vibration(&mut self, out: &mut [f32]) -> bool;
     /// Temperature in °C at simulated time `t_s`, if this source has a temperature probe.
     fn temperature_c(&mut self, t_s: f64) -> Option<f64>;
+    /// Passes over the next `samples_per_axis` samples (a snapshot sensor asleep between
+    /// bursts); returns false when the source is exhausted. The default synthesises and
+    /// discards them, so the source's time, its rotating phases and its fault timeline go on
+    /// exactly as if they had been sent.
+    fn skip(&mut self, samples_per_axis: usize, axes: usize) -> bool {
+        let mut scratch = vec![0.0f32; 1024 * axes.max(1)];
+        let mut left = samples_per_axis;
+        while left > 0 {
+            let n = left.min(1024);
+            if !self.next_vibration(&mut scratch[..n * axes.max(1)]) {
+                return false;
+            }
+            left -= n;
+        }
+        true
+    }
+}
+
+/// A snapshot (burst) sensor's plan: `samples` contiguous samples per axis every `period_s`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurstPlan {
+    /// Samples per axis in one burst, at least 1.
+    pub samples: usize,
+    /// Seconds from the start of one burst to the start of the next; longer than a burst.
+    pub period_s: f64,
+}
+
+impl BurstPlan {
+    /// As the protocol announces it.
+    pub fn mode(&self) -> SamplingMode {
+        SamplingMode::Burst {
+            samples: u32::try_from(self.samples).unwrap_or(u32::MAX),
+            period_ms: (self.period_s * 1e3)
+                .round()
+                .clamp(1.0, f64::from(u32::MAX)) as u32,
+        }
+    }
 }
 
 /// Fixed settings of a node.
@@ -40,6 +80,8 @@ pub struct NodeSettings {
     pub status_interval_s: Option<f64>,
     /// Sensor clock at simulated time 0, in µs (nodes boot at different times).
     pub clock_offset_us: u64,
+    /// Snapshot mode: vibration only in bursts; `None`: a continuous stream.
+    pub burst: Option<BurstPlan>,
 }
 
 impl NodeSettings {
@@ -74,6 +116,19 @@ impl NodeSettings {
                 return Err(format!("{name}: {v} s is not > 0"));
             }
         }
+        if let Some(b) = self.burst {
+            if b.samples == 0 || b.samples > u32::MAX as usize {
+                return Err(format!("burst.samples: {} is not at least 1", b.samples));
+            }
+            let burst_s = b.samples as f64 / self.sample_rate_hz;
+            if !(b.period_s.is_finite() && b.period_s > burst_s && b.period_s <= 86_400.0) {
+                return Err(format!(
+                    "burst.period_s: {} s is not longer than a burst ({burst_s:.4} s) and at \
+                     most a day",
+                    b.period_s
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -83,6 +138,7 @@ enum Due {
     Vibration,
     Temperature,
     Status,
+    Sampling,
 }
 
 /// A sensor node.
@@ -96,6 +152,13 @@ pub struct SensorNode {
     exhausted: bool,
     scratch: Vec<f32>,
     clipped: bool,
+    /// Burst mode: the current burst and the samples of it already sent.
+    burst_index: u64,
+    burst_sent: usize,
+    /// Samples per axis taken from the source so far (sent or skipped).
+    source_samples: u64,
+    /// A sampling-plan frame is due at this time (at start, and after each status).
+    sampling_due: Option<f64>,
 }
 
 impl std::fmt::Debug for SensorNode {
@@ -122,6 +185,27 @@ impl SensorNode {
             exhausted: false,
             scratch: vec![0.0; n],
             clipped: false,
+            burst_index: 0,
+            burst_sent: 0,
+            source_samples: 0,
+            sampling_due: Some(0.0),
+        }
+    }
+
+    /// The next vibration block: its first sample's index on the source's clock, its samples
+    /// per axis and its burst flags.
+    fn next_block(&self) -> (u64, usize, BlockFlags) {
+        let size = self.settings.block_size;
+        match self.settings.burst {
+            None => (self.blocks_sent * size as u64, size, BlockFlags::CONTINUOUS),
+            Some(b) => {
+                let start = (self.burst_index as f64 * b.period_s * self.settings.sample_rate_hz)
+                    .round() as u64;
+                let n = size.min(b.samples - self.burst_sent);
+                let flags =
+                    BlockFlags::burst(self.burst_sent == 0, self.burst_sent + n == b.samples);
+                (start + self.burst_sent as u64, n, flags)
+            }
         }
     }
 
@@ -130,15 +214,18 @@ impl SensorNode {
         &self.settings
     }
 
-    fn block_duration_s(&self) -> f64 {
-        self.settings.block_size as f64 / self.settings.sample_rate_hz
-    }
-
     fn next(&self) -> Option<(f64, Due)> {
+        if self.exhausted {
+            return None;
+        }
+        if let Some(t) = self.sampling_due {
+            return Some((t, Due::Sampling));
+        }
         let mut best = (!self.exhausted).then(|| {
             // A block is sent when its last sample has been taken.
+            let (first, n, _) = self.next_block();
             (
-                (self.blocks_sent + 1) as f64 * self.block_duration_s(),
+                (first + n as u64) as f64 / self.settings.sample_rate_hz,
                 Due::Vibration,
             )
         });
@@ -187,16 +274,46 @@ impl SensorNode {
     pub fn emit(&mut self) -> Option<(f64, Frame)> {
         let (t, due) = self.next()?;
         let frame = match due {
+            Due::Sampling => {
+                self.sampling_due = None;
+                let mode = self
+                    .settings
+                    .burst
+                    .map_or(SamplingMode::Continuous, |b| b.mode());
+                Frame {
+                    header: self.header(t),
+                    payload: Payload::Sampling(mode),
+                }
+            }
             Due::Vibration => {
-                if !self.source.next_vibration(&mut self.scratch) {
+                let (first, n, flags) = self.next_block();
+                let axes = usize::from(self.settings.axes);
+                if first > self.source_samples {
+                    // Asleep between bursts: the machine runs on, unsent.
+                    let gap = (first - self.source_samples) as usize;
+                    if !self.source.skip(gap, axes) {
+                        self.exhausted = true;
+                        return None;
+                    }
+                    self.source_samples = first;
+                }
+                if !self.source.next_vibration(&mut self.scratch[..n * axes]) {
                     self.exhausted = true;
                     return None;
                 }
-                let start_s = self.blocks_sent as f64 * self.block_duration_s();
+                self.source_samples += n as u64;
+                let start_s = first as f64 / self.settings.sample_rate_hz;
                 self.blocks_sent += 1;
+                if let Some(b) = self.settings.burst {
+                    self.burst_sent += n;
+                    if self.burst_sent >= b.samples {
+                        self.burst_sent = 0;
+                        self.burst_index += 1;
+                    }
+                }
                 let scale = self.settings.full_scale_g / f32::from(i16::MAX);
                 let mut samples = edgewatch_protocol::heapless::Vec::new();
-                for &g in &self.scratch {
+                for &g in &self.scratch[..n * axes] {
                     let q = (g / scale).round();
                     if q.abs() > f32::from(i16::MAX) {
                         self.clipped = true;
@@ -207,6 +324,7 @@ impl SensorNode {
                 Frame {
                     header: self.header(start_s),
                     payload: Payload::Vibration(VibrationBlock {
+                        flags,
                         sample_rate_hz: self.settings.sample_rate_hz as f32,
                         axes: self.settings.axes,
                         scale_g_per_lsb: scale,
@@ -238,6 +356,8 @@ impl SensorNode {
             }
             Due::Status => {
                 self.next_status_s += self.settings.status_interval_s.unwrap_or(10.0);
+                // The plan goes out again right after every heartbeat.
+                self.sampling_due = Some(t);
                 let mut error_flags = 0;
                 if std::mem::take(&mut self.clipped) {
                     error_flags |= StatusFlags::ADC_OVERRUN;
@@ -299,6 +419,7 @@ mod tests {
             temperature_interval_s: Some(0.25),
             status_interval_s: Some(1.0),
             clock_offset_us: 5_000_000,
+            burst: None,
         }
     }
 
@@ -367,6 +488,69 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_node_sends_whole_bursts_and_the_source_runs_on_between_them() {
+        let mut s = settings();
+        s.temperature_interval_s = None;
+        s.burst = Some(BurstPlan {
+            samples: 250,
+            period_s: 1.0,
+        });
+        s.validate().unwrap();
+        let mut node = SensorNode::new(
+            s,
+            Box::new(Ramp {
+                next: 0.0,
+                left: usize::MAX,
+            }),
+        );
+        let mut blocks = Vec::new();
+        let mut kinds = Vec::new();
+        while let Some((t, f)) = node.emit() {
+            if t > 3.5 {
+                break;
+            }
+            kinds.push(f.kind());
+            if let Payload::Vibration(v) = f.payload {
+                blocks.push((
+                    f.header.timestamp_us,
+                    v.samples_per_axis(),
+                    v.flags,
+                    v.samples[0],
+                ));
+            }
+        }
+        assert_eq!(kinds[0], edgewatch_protocol::FrameKind::Sampling);
+        // Bursts of 100 + 100 + 50 samples at 0, 1, 2 and 3 s; sample values count the
+        // source's samples, so those skipped between bursts show.
+        assert_eq!(blocks.len(), 12);
+        for (k, burst) in blocks.chunks(3).enumerate() {
+            let start = k as u64 * 1_000_000 + 5_000_000;
+            assert_eq!(
+                burst[0],
+                (
+                    start,
+                    100,
+                    BlockFlags::burst(true, false),
+                    (k * 1000) as i16
+                )
+            );
+            assert_eq!(burst[1].0, start + 100_000);
+            assert_eq!(burst[1].2, BlockFlags::burst(false, false));
+            assert_eq!(
+                (burst[2].1, burst[2].2),
+                (50, BlockFlags::burst(false, true))
+            );
+            assert_eq!(burst[2].3, (k * 1000 + 200) as i16);
+        }
+        // The plan goes out after each status heartbeat (every second here).
+        let plans = kinds
+            .iter()
+            .filter(|k| **k == edgewatch_protocol::FrameKind::Sampling)
+            .count();
+        assert!(plans >= 4, "{kinds:?}");
+    }
+
+    #[test]
     fn invalid_settings_name_the_field() {
         let mut s = settings();
         s.block_size = 5000;
@@ -374,5 +558,16 @@ mod tests {
         let mut s = settings();
         s.axes = 4;
         assert!(s.validate().unwrap_err().starts_with("axes"));
+        let mut s = settings();
+        s.burst = Some(BurstPlan {
+            samples: 2000,
+            period_s: 1.5,
+        });
+        assert!(s.validate().unwrap_err().starts_with("burst.period_s"));
+        s.burst = Some(BurstPlan {
+            samples: 0,
+            period_s: 1.5,
+        });
+        assert!(s.validate().unwrap_err().starts_with("burst.samples"));
     }
 }

@@ -168,6 +168,7 @@ fn run_recording(
     let block_us = |k: usize| (k as f64 * BLOCK as f64 * 1e6 / row.sample_rate_hz).round() as u64;
     for (k, chunk) in samples.chunks_exact(BLOCK).enumerate() {
         let block = VibrationBlock {
+            flags: edgewatch_protocol::BlockFlags::CONTINUOUS,
             sample_rate_hz: row.sample_rate_hz as f32,
             axes: 1,
             scale_g_per_lsb: scale,
@@ -184,6 +185,7 @@ fn run_recording(
             let wref = WindowRef {
                 asset,
                 sensor_id: 1,
+                axis: w.axis,
                 start_us: w.start_us,
                 end_us: w.end_us,
             };

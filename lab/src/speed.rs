@@ -120,6 +120,7 @@ pub fn speed_recording(
     let mut windows = Vec::new();
     for (k, chunk) in samples.chunks_exact(BLOCK).enumerate() {
         let block = VibrationBlock {
+            flags: edgewatch_protocol::BlockFlags::CONTINUOUS,
             sample_rate_hz: row.sample_rate_hz as f32,
             axes: 1,
             scale_g_per_lsb: scale,

@@ -68,6 +68,7 @@ fn run(configs: &[FeatureConfig]) -> Vec<(f64, Vec<Features>)> {
     while sim.next_block_start_s() < RAMP_S {
         let info = sim.next_vibration(&mut block);
         let frame = VibrationBlock {
+            flags: edgewatch_protocol::BlockFlags::CONTINUOUS,
             sample_rate_hz: fs as f32,
             axes: 1,
             scale_g_per_lsb: scale,

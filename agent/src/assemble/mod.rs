@@ -27,7 +27,7 @@ use crate::assemble::window::{
 use crate::clock::Clock;
 use crate::ingest::Ingest;
 use crate::ops::health::Health;
-use edgewatch_protocol::{Payload, Status};
+use edgewatch_protocol::{Payload, SamplingMode, Status};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use temperature::{TemperatureTrend, TemperatureTrendConfig};
@@ -54,6 +54,16 @@ struct SensorState {
     sequencer: Sequencer,
     windows: WindowAssembler,
     status: Option<Status>,
+    /// The sampling plan: announced by the sensor, else configured.
+    plan: Option<SamplingMode>,
+    /// Agent time the latest whole burst ended, ms.
+    last_burst_ms: Option<u64>,
+    /// Sensor time of the latest burst's first block, µs.
+    last_burst_start_us: Option<u64>,
+    /// Warned that the bursts are overdue, in the current silence.
+    overdue: bool,
+    /// Bursts counted missing in all.
+    missed_bursts: u64,
 }
 
 /// Per-sensor ordering and windowing, per-asset temperature trends. Pure: no I/O, no clock.
@@ -69,6 +79,8 @@ pub struct Assembler {
     unmapped_warned: std::collections::HashSet<u32>,
     /// Arrival of the latest frame handed to the sequencer (agent ms).
     last_received_ms: u64,
+    /// Configured sampling plans by sensor.
+    plans: BTreeMap<u32, SamplingMode>,
 }
 
 impl std::fmt::Debug for Assembler {
@@ -97,6 +109,9 @@ pub struct AssemblerConfig {
     pub shaft_hz: BTreeMap<String, f64>,
     /// `[features.temperature]`.
     pub temperature: TemperatureTrendConfig,
+    /// Sampling plans of snapshot sensors (`[[asset]] burst`); a sensor's own announcement
+    /// overrides it.
+    pub sampling: BTreeMap<u32, SamplingMode>,
 }
 
 impl Assembler {
@@ -133,7 +148,16 @@ impl Assembler {
                 .collect(),
             sequenced: Vec::new(),
             unmapped_warned: Default::default(),
+            plans: config.sampling.clone(),
         }
+    }
+
+    /// The sampling plan of a sensor: its announcement, else its configuration.
+    pub fn sampling(&self, sensor_id: u32) -> Option<SamplingMode> {
+        self.sensors
+            .get(&sensor_id)
+            .and_then(|s| s.plan)
+            .or_else(|| self.plans.get(&sensor_id).copied())
     }
 
     /// Takes one frame; appends completed windows to `out`.
@@ -153,6 +177,7 @@ impl Assembler {
         let window = self.window;
         let limits = self.limits;
         let shaft_hz = self.shaft_hz.get(&asset).copied();
+        let plan = self.plans.get(&sensor_id).copied();
         let state = self
             .sensors
             .entry(sensor_id)
@@ -161,6 +186,11 @@ impl Assembler {
                 sequencer: Sequencer::new(limits),
                 windows: WindowAssembler::new(sensor_id, window).with_shaft_hz(shaft_hz),
                 status: None,
+                plan,
+                last_burst_ms: None,
+                last_burst_start_us: None,
+                overdue: false,
+                missed_bursts: 0,
             });
         let before = state.sequencer.stats();
         self.last_received_ms = ingest.received_ms;
@@ -173,12 +203,14 @@ impl Assembler {
         self.release(sensor_id, out);
     }
 
-    /// Releases frames that waited too long for a missing predecessor at `now_ms`.
+    /// Releases frames that waited too long for a missing predecessor at `now_ms`, and warns
+    /// about snapshot sensors whose bursts are overdue.
     pub fn poll(&mut self, now_ms: u64, out: &mut Vec<AssembledWindow>) {
         let ids: Vec<u32> = self.sensors.keys().copied().collect();
         for id in ids {
             if let Some(state) = self.sensors.get_mut(&id) {
                 state.sequencer.poll(now_ms, &mut self.sequenced);
+                warn_overdue(id, state, now_ms);
             }
             self.release(id, out);
         }
@@ -187,6 +219,21 @@ impl Assembler {
     /// At shutdown: releases everything held, as if the wait had expired.
     pub fn flush(&mut self, out: &mut Vec<AssembledWindow>) {
         self.poll(u64::MAX, out);
+    }
+
+    /// Window counters of a sensor (bursts whole, incomplete and short among them), and the
+    /// bursts it has missed.
+    pub fn window_stats(&self, sensor_id: u32) -> Option<(WindowStats, u64)> {
+        self.sensors
+            .get(&sensor_id)
+            .map(|s| (s.windows.stats(), s.missed_bursts))
+    }
+
+    /// Frames lost by a sensor (sequence numbers never received).
+    pub fn frames_lost(&self, sensor_id: u32) -> Option<u64> {
+        self.sensors
+            .get(&sensor_id)
+            .map(|s| s.sequencer.stats().lost)
     }
 
     /// The latest status heartbeat of a sensor.
@@ -205,6 +252,20 @@ impl Assembler {
             match item {
                 Sequenced::Frame(frame) => match frame.payload {
                     Payload::Vibration(block) => {
+                        if block.flags.starts_burst() {
+                            let start = frame.header.timestamp_us;
+                            if let (Some(prev), Some(SamplingMode::Burst { period_ms, .. })) =
+                                (state.last_burst_start_us, state.plan)
+                            {
+                                let missed = missed_between(prev, start, period_ms);
+                                if missed > 0 {
+                                    metrics::counter!("edgewatch_bursts_missed_total")
+                                        .increment(missed);
+                                    state.missed_bursts += missed;
+                                }
+                            }
+                            state.last_burst_start_us = Some(start);
+                        }
                         state
                             .windows
                             .push(frame.header.timestamp_us, &block, &mut windows);
@@ -228,6 +289,24 @@ impl Assembler {
                         }
                         state.status = Some(s);
                     }
+                    Payload::Sampling(plan) => {
+                        let configured = self.plans.get(&sensor_id).copied();
+                        if state.plan != Some(plan) {
+                            if configured.is_some_and(|c| c != plan) {
+                                metrics::counter!("edgewatch_sampling_mismatch_total").increment(1);
+                                tracing::warn!(
+                                    sensor_id,
+                                    announced = ?plan,
+                                    configured = ?configured,
+                                    "the sensor announces another sampling plan than its \
+                                     asset's `burst` says; going by the sensor"
+                                );
+                            } else {
+                                tracing::info!(sensor_id, plan = ?plan, "sampling plan");
+                            }
+                            state.plan = Some(plan);
+                        }
+                    }
                 },
                 Sequenced::Gap { missing } => {
                     metrics::counter!("edgewatch_frames_lost_total").increment(u64::from(missing));
@@ -239,7 +318,12 @@ impl Assembler {
                 }
             }
         }
-        count_breaks(before, state.windows.stats());
+        let after = state.windows.stats();
+        count_breaks(before, after);
+        if after.bursts > before.bursts {
+            state.last_burst_ms = Some(self.last_received_ms);
+            state.overdue = false;
+        }
         if (state.windows.window_len(), state.windows.sample_rate_hz()) != sized {
             let shaft_hz = self.shaft_hz.get(&state.asset).copied();
             log_window_size(
@@ -248,6 +332,7 @@ impl Assembler {
                 &state.windows,
                 self.window,
                 shaft_hz,
+                state.plan,
             );
         }
         let trend = self.temperatures.get(&state.asset);
@@ -272,10 +357,27 @@ fn log_window_size(
     windows: &WindowAssembler,
     config: WindowConfig,
     shaft_hz: Option<f64>,
+    plan: Option<SamplingMode>,
 ) {
     let (Some(len), Some(rate)) = (windows.window_len(), windows.sample_rate_hz()) else {
         return;
     };
+    if let Some(SamplingMode::Burst { samples, period_ms }) = plan
+        && (samples as usize) < len
+    {
+        tracing::info!(
+            sensor_id,
+            asset,
+            sample_rate_hz = rate,
+            burst_samples = samples,
+            burst_period_ms = period_ms,
+            "each burst ({:.3} s) is one window of its own length, shorter than [window] \
+             {} ({len} samples)",
+            f64::from(samples) / rate,
+            config.size()
+        );
+        return;
+    }
     let seconds = len as f64 / rate;
     let wanted = config.wanted_samples(rate, shaft_hz).ceil();
     let size = config.size();
@@ -312,6 +414,34 @@ fn log_window_size(
     }
 }
 
+/// Warns once per silence when a snapshot sensor's next burst is more than a period late at
+/// agent time `now_ms` (a sensor gone quiet); the bursts it missed are counted when it comes back,
+/// from its own timestamps.
+fn warn_overdue(sensor_id: u32, state: &mut SensorState, now_ms: u64) {
+    let (Some(SamplingMode::Burst { period_ms, .. }), Some(last)) =
+        (state.plan, state.last_burst_ms)
+    else {
+        return;
+    };
+    if !state.overdue && now_ms.saturating_sub(last) > 2 * u64::from(period_ms) {
+        state.overdue = true;
+        tracing::warn!(
+            sensor_id,
+            asset = %state.asset,
+            period_ms,
+            silent_ms = now_ms.saturating_sub(last),
+            "a snapshot sensor's bursts are overdue"
+        );
+    }
+}
+
+/// Bursts missed between two burst starts `period_ms` apart by plan (sensor clock, µs); half a
+/// period of jitter either way is not a miss.
+fn missed_between(prev_us: u64, start_us: u64, period_ms: u32) -> u64 {
+    let periods = start_us.saturating_sub(prev_us) as f64 / (f64::from(period_ms) * 1e3);
+    (periods.round() as u64).saturating_sub(1)
+}
+
 /// Counts the window breaks between two snapshots of an assembler's counters.
 fn count_breaks(before: WindowStats, after: WindowStats) {
     for (reason, b, a) in [
@@ -326,6 +456,19 @@ fn count_breaks(before: WindowStats, after: WindowStats) {
     ] {
         if a > b {
             metrics::counter!("edgewatch_window_breaks_total", "reason" => reason).increment(a - b);
+        }
+    }
+    for (outcome, b, a) in [
+        ("whole", before.bursts, after.bursts),
+        (
+            "incomplete",
+            before.bursts_incomplete,
+            after.bursts_incomplete,
+        ),
+        ("short", before.bursts_short, after.bursts_short),
+    ] {
+        if a > b {
+            metrics::counter!("edgewatch_bursts_total", "outcome" => outcome).increment(a - b);
         }
     }
     if after.dropped > before.dropped {
@@ -404,6 +547,7 @@ mod tests {
             assets: vec!["slow".into(), "fast".into()],
             shaft_hz: BTreeMap::from([("slow".into(), 15.0), ("fast".into(), 60.0)]),
             temperature: TemperatureTrendConfig::default(),
+            sampling: BTreeMap::new(),
         }
     }
 
@@ -419,6 +563,7 @@ mod tests {
                     timestamp_us: u64::from(k * N) * 1_000_000 / 12_800,
                 },
                 payload: Payload::Vibration(VibrationBlock {
+                    flags: edgewatch_protocol::BlockFlags::CONTINUOUS,
                     sample_rate_hz: 12_800.0,
                     axes: 1,
                     scale_g_per_lsb: 0.001,
@@ -465,5 +610,79 @@ mod tests {
         let by_sensor = lengths(WindowConfig::from_duration_s(0.5), 30);
         assert_eq!(by_sensor[&1], by_sensor[&2]);
         assert!(by_sensor[&1].iter().all(|n| *n == 6_400), "{by_sensor:?}");
+    }
+
+    /// Frame `seq` of a snapshot sensor 1: block `j` of burst `k` (0.1 s = 2 560 samples at
+    /// 25.6 kHz in 5 blocks, a burst every 10 s), received when its last sample was taken.
+    fn burst_frame(k: u32, j: u32, seq: u32) -> Ingest {
+        let start_us = u64::from(k) * 10_000_000 + u64::from(j) * 20_000;
+        Ingest {
+            source: Arc::from("test"),
+            frame: Frame {
+                header: Header {
+                    sensor_id: 1,
+                    sequence: seq,
+                    timestamp_us: start_us,
+                },
+                payload: Payload::Vibration(VibrationBlock {
+                    flags: edgewatch_protocol::BlockFlags::burst(j == 0, j == 4),
+                    sample_rate_hz: 25_600.0,
+                    axes: 1,
+                    scale_g_per_lsb: 0.001,
+                    samples: heapless::Vec::from_slice(&[1; 512]).unwrap(),
+                }),
+            },
+            received_ms: (start_us + 20_000) / 1000,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_sensor_loses_nothing_between_bursts_and_a_missing_burst_is_counted() {
+        let mut assembler = Assembler::new(&config(WindowConfig::default()));
+        let mut out = Vec::new();
+        let plan = SamplingMode::Burst {
+            samples: 2560,
+            period_ms: 10_000,
+        };
+        assembler.on_ingest(
+            Ingest {
+                source: Arc::from("test"),
+                frame: Frame {
+                    header: Header {
+                        sensor_id: 1,
+                        sequence: 0,
+                        timestamp_us: 0,
+                    },
+                    payload: Payload::Sampling(plan),
+                },
+                received_ms: 0,
+            },
+            &mut out,
+        );
+        let mut seq = 1;
+        for k in 0..6 {
+            // Burst 4 never comes (the sensor slept through it): no frame, no sequence number.
+            for j in 0..5 {
+                if k != 4 {
+                    assembler.on_ingest(burst_frame(k, j, seq), &mut out);
+                }
+                seq += u32::from(k != 4);
+            }
+            // The gateway polls through the silence as it does every 50 ms.
+            let base = u64::from(k) * 10_000;
+            for t in (base + 200..base + 10_000).step_by(50) {
+                assembler.poll(t, &mut out);
+            }
+        }
+        assert_eq!(assembler.sampling(1), Some(plan));
+        assert_eq!(out.len(), 5, "one window per burst that came");
+        assert!(out.iter().all(|w| w.window.samples.len() == 2560));
+        let (stats, missed) = assembler.window_stats(1).unwrap();
+        assert_eq!(assembler.frames_lost(1), Some(0));
+        assert_eq!(
+            (stats.bursts, stats.dropped, stats.timestamp_jumps),
+            (5, 0, 0)
+        );
+        assert_eq!(missed, 1, "burst 4 is missed once, not once per poll");
     }
 }

@@ -21,6 +21,16 @@
 //! (a sequence gap reported by the [`crate::assemble::sequencer`], a timestamp jump, a rate or
 //! axis change, a sensor restart) the partial window is dropped and counted, never stitched to
 //! what follows.
+//!
+//! # Snapshot (burst) sensors
+//!
+//! Blocks flagged as a burst ([`edgewatch_protocol::BlockFlags`]) are cut burst by burst. The
+//! silence between two bursts is expected: the timestamp jump at a burst's first block is not a
+//! break. A burst at least a window long is cut into windows like a stream; a shorter one is
+//! analysed whole, as one window of its own length (rounded down to an even count), when its last
+//! block arrives. A burst with a break inside it, or one the assembler joined after its first
+//! block, is dropped and counted ([`WindowStats::bursts_incomplete`]); one shorter than
+//! [`MIN_WINDOW_LEN`] cannot be analysed and is counted too ([`WindowStats::bursts_short`]).
 
 use edgewatch_protocol::VibrationBlock;
 use serde::{Deserialize, Serialize};
@@ -332,6 +342,12 @@ pub struct WindowStats {
     pub format_changes: u64,
     /// See [`Break::Restart`].
     pub restarts: u64,
+    /// Bursts received whole (snapshot sensors).
+    pub bursts: u64,
+    /// Bursts dropped because a break cut them or their start was never seen.
+    pub bursts_incomplete: u64,
+    /// Whole bursts too short to analyse (fewer than [`MIN_WINDOW_LEN`] samples).
+    pub bursts_short: u64,
 }
 
 /// Assembles windows for one sensor.
@@ -354,6 +370,12 @@ pub struct WindowAssembler {
     sample_rate_hz: f64,
     axes: u8,
     stats: WindowStats,
+    /// Inside a burst whose first block was seen and that has not been broken.
+    in_burst: bool,
+    /// A window has already been cut from the current burst.
+    burst_cut: bool,
+    /// Passing over the rest of a burst already counted as incomplete.
+    skipping_burst: bool,
 }
 
 /// Allowed disagreement between a block's timestamp and the expected one, beyond half a sample.
@@ -375,6 +397,9 @@ impl WindowAssembler {
             sample_rate_hz: 0.0,
             axes: 0,
             stats: WindowStats::default(),
+            in_burst: false,
+            burst_cut: false,
+            skipping_burst: false,
         }
     }
 
@@ -406,6 +431,10 @@ impl WindowAssembler {
         if had_samples {
             self.stats.dropped += 1;
         }
+        if std::mem::take(&mut self.in_burst) {
+            self.stats.bursts_incomplete += 1;
+            self.skipping_burst = true;
+        }
         match why {
             Break::Gap => self.stats.gaps += 1,
             Break::TimestampJump => self.stats.timestamp_jumps += 1,
@@ -435,6 +464,34 @@ impl WindowAssembler {
         self.axes = block.axes;
         self.sample_rate_hz = rate;
         let ts = timestamp_us as f64;
+        let flags = block.flags;
+        if flags.is_burst() {
+            if flags.starts_burst() {
+                if self.in_burst {
+                    // The previous burst never ended (its last block was not marked).
+                    self.interrupt(Break::TimestampJump);
+                }
+                for b in &mut self.buf {
+                    b.clear();
+                }
+                // The silence before a burst is expected: no continuity to check.
+                self.next_us = None;
+                self.in_burst = true;
+                self.burst_cut = false;
+                self.skipping_burst = false;
+            } else if !self.in_burst {
+                // The rest of a burst whose start was never seen (counted once) or that broke
+                // (counted when it broke).
+                if !self.skipping_burst {
+                    self.stats.bursts_incomplete += 1;
+                }
+                self.skipping_burst = !flags.ends_burst();
+                return;
+            }
+        } else if self.in_burst {
+            // A burst sensor that went over to streaming in the middle of a burst.
+            self.interrupt(Break::FormatChange);
+        }
         if let Some(next) = self.next_us {
             let tolerance = 0.5e6 / rate + CLOCK_TOLERANCE_US;
             if (ts - next).abs() > tolerance {
@@ -467,6 +524,42 @@ impl WindowAssembler {
                 self.stats.windows += 1;
             }
             self.buf_start_us += hop as f64 * us_per_sample;
+            self.burst_cut = true;
+        }
+        if flags.is_burst() && flags.ends_burst() && self.in_burst {
+            self.end_burst(rate, out);
+        }
+    }
+
+    /// At a burst's last block: a burst no window was cut from is one window of its own length.
+    fn end_burst(&mut self, rate: f64, out: &mut Vec<Window>) {
+        self.in_burst = false;
+        self.next_us = None;
+        self.stats.bursts += 1;
+        // Even, as the feature extractor requires.
+        let n = self.buf[0].len() & !1;
+        if !self.burst_cut {
+            if n >= MIN_WINDOW_LEN {
+                let start_us = self.buf_start_us.round() as u64;
+                let end_us = (self.buf_start_us + n as f64 * 1e6 / rate).round() as u64;
+                for (axis, b) in self.buf.iter().enumerate() {
+                    out.push(Window {
+                        sensor_id: self.sensor_id,
+                        axis: axis as u8,
+                        start_us,
+                        end_us,
+                        sample_rate_hz: rate,
+                        samples: b[..n].to_vec(),
+                    });
+                    self.stats.windows += 1;
+                }
+            } else {
+                self.stats.bursts_short += 1;
+                self.stats.dropped += 1;
+            }
+        }
+        for b in &mut self.buf {
+            b.clear();
         }
     }
 }
@@ -485,6 +578,7 @@ mod tests {
         (
             ts,
             VibrationBlock {
+                flags: edgewatch_protocol::BlockFlags::CONTINUOUS,
                 sample_rate_hz: rate,
                 axes,
                 scale_g_per_lsb: 1.0,
@@ -814,5 +908,111 @@ mod tests {
         assert_eq!(cfg(1000, 0.0).hop_for(1000), 1000);
         assert_eq!(cfg(1000, 0.9).hop_for(1000), 100);
         assert_eq!(WindowConfig::default().hop_for(12_000), 6_000);
+    }
+
+    /// The blocks of burst `k` of a 25.6 kHz sensor: `samples` samples in blocks of `block_len`,
+    /// bursts `period_s` apart; sample values count within the burst.
+    fn burst(
+        k: usize,
+        samples: usize,
+        block_len: usize,
+        period_s: f64,
+    ) -> Vec<(u64, VibrationBlock)> {
+        let rate = 25_600.0;
+        let start_us = k as f64 * period_s * 1e6;
+        let blocks = samples.div_ceil(block_len);
+        (0..blocks)
+            .map(|j| {
+                let n = block_len.min(samples - j * block_len);
+                let values: Vec<i16> = (0..n).map(|i| (j * block_len + i) as i16).collect();
+                let ts = (start_us + (j * block_len) as f64 * 1e6 / rate).round() as u64;
+                (
+                    ts,
+                    VibrationBlock {
+                        flags: edgewatch_protocol::BlockFlags::burst(j == 0, j + 1 == blocks),
+                        sample_rate_hz: rate as f32,
+                        axes: 1,
+                        scale_g_per_lsb: 1.0,
+                        samples: heapless::Vec::from_slice(&values).unwrap(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_short_burst_is_one_window_of_its_own_length_and_the_silence_is_no_break() {
+        // 0.1 s bursts every 10 s against 1 s windows: every burst is one 2560-sample window.
+        let mut w = WindowAssembler::new(1, WindowConfig::default());
+        let mut out = Vec::new();
+        for k in 0..5 {
+            for (ts, b) in burst(k, 2560, 1000, 10.0) {
+                w.push(ts, &b, &mut out);
+            }
+        }
+        assert_eq!(out.len(), 5);
+        for (k, win) in out.iter().enumerate() {
+            assert_eq!(win.samples.len(), 2560);
+            assert_eq!(win.samples[0], 0.0);
+            assert_eq!(win.samples[2559], 2559.0);
+            assert_eq!(win.start_us, k as u64 * 10_000_000);
+            assert_eq!(win.end_us, k as u64 * 10_000_000 + 100_000);
+        }
+        let st = w.stats();
+        assert_eq!(
+            (st.bursts, st.bursts_incomplete, st.bursts_short),
+            (5, 0, 0)
+        );
+        assert_eq!((st.timestamp_jumps, st.dropped, st.gaps), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_burst_longer_than_a_window_is_cut_like_a_stream() {
+        // 2 s bursts, 1 s windows (25 600 samples), half overlap: 3 windows per burst.
+        let mut w = WindowAssembler::new(1, WindowConfig::default());
+        let mut out = Vec::new();
+        for k in 0..2 {
+            for (ts, b) in burst(k, 51_200, 2048, 60.0) {
+                w.push(ts, &b, &mut out);
+            }
+        }
+        assert_eq!(out.len(), 6);
+        assert!(out.iter().all(|w| w.samples.len() == 25_600));
+        assert_eq!(out[3].start_us, 60_000_000);
+        assert_eq!(w.stats().bursts, 2);
+    }
+
+    #[test]
+    fn a_broken_or_joined_burst_is_dropped_and_counted_and_the_next_one_is_whole() {
+        let mut w = WindowAssembler::new(1, WindowConfig::default());
+        let mut out = Vec::new();
+        // Joined in the middle of burst 0: its remaining blocks are not analysed.
+        for (ts, b) in burst(0, 2560, 512, 10.0).into_iter().skip(2) {
+            w.push(ts, &b, &mut out);
+        }
+        // Burst 1 loses a frame (the sequencer reports a gap) after its second block.
+        for (j, (ts, b)) in burst(1, 2560, 512, 10.0).into_iter().enumerate() {
+            if j == 2 {
+                w.interrupt(Break::Gap);
+                continue;
+            }
+            w.push(ts, &b, &mut out);
+        }
+        assert!(out.is_empty());
+        // A burst of 200 samples is too short to analyse.
+        for (ts, b) in burst(2, 200, 512, 10.0) {
+            w.push(ts, &b, &mut out);
+        }
+        for (ts, b) in burst(3, 2561, 512, 10.0) {
+            w.push(ts, &b, &mut out);
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].samples.len(), 2560, "an odd burst is cut to even");
+        let st = w.stats();
+        assert_eq!(st.bursts_incomplete, 2, "{st:?}");
+        assert_eq!(st.bursts_short, 1, "{st:?}");
+        assert_eq!(st.bursts, 2, "{st:?}");
+        assert_eq!(st.gaps, 1);
+        assert_eq!(st.timestamp_jumps, 0);
     }
 }

@@ -157,6 +157,11 @@ pub struct Scenario {
     /// Accelerometer full scale, g, within (0, 1000]. Default [`DEFAULT_FULL_SCALE_G`].
     #[serde(default = "default_full_scale_g")]
     pub full_scale_g: f32,
+    /// Snapshot sensors: every sensor sends `samples` samples per axis every `period_s`
+    /// seconds instead of a stream (`burst = { samples = 2560, period_s = 10.0 }`); `None`:
+    /// continuous. Between bursts the machines run on (faults grow, shafts turn), unsent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<crate::node::BurstPlan>,
     /// The monitored assets, one sensor each; at least one.
     #[serde(rename = "asset")]
     pub assets: Vec<AssetConfig>,
@@ -402,6 +407,18 @@ impl Scenario {
         if !(self.full_scale_g > 0.0 && self.full_scale_g <= 1000.0) {
             return Err(invalid("full_scale_g", "must be within (0, 1000]"));
         }
+        if let Some(b) = self.burst {
+            if b.samples == 0 || b.samples > u32::MAX as usize {
+                return Err(invalid("burst.samples", "must be at least 1"));
+            }
+            let burst_s = b.samples as f64 / self.sample_rate_hz;
+            if !(b.period_s.is_finite() && b.period_s > burst_s && b.period_s <= 86_400.0) {
+                return Err(invalid(
+                    "burst.period_s",
+                    format!("must be longer than a burst ({burst_s:.4} s) and at most 86400"),
+                ));
+            }
+        }
         if self.assets.is_empty() {
             return Err(invalid("asset", "at least one [[asset]] is required"));
         }
@@ -529,6 +546,7 @@ fn scenario(
         temperature_interval_ms: DEFAULT_TEMPERATURE_INTERVAL_MS,
         status_interval_ms: DEFAULT_STATUS_INTERVAL_MS,
         full_scale_g: DEFAULT_FULL_SCALE_G,
+        burst: None,
         assets,
     }
 }
