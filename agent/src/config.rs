@@ -87,6 +87,9 @@ pub struct Config {
     /// The on-device classifier.
     #[serde(default)]
     pub model: crate::analyze::model::ModelConfig,
+    /// Health indicator, onset of degradation and remaining life per sensor.
+    #[serde(default)]
+    pub health: crate::analyze::health::HealthConfig,
     /// The durable outbox.
     #[serde(default)]
     pub outbox: crate::outbox::OutboxConfig,
@@ -145,7 +148,38 @@ pub struct Asset {
     /// `features.zone_limits`.
     #[serde(default)]
     pub severity: Option<crate::analyze::features::ZoneLimits>,
+    /// The asset's sensors sample in snapshots (bursts) rather than continuously. A sensor's
+    /// own sampling-plan frame overrides this; configuring it lets the agent check the rest of
+    /// the configuration against it.
+    #[serde(default)]
+    pub burst: Option<BurstPlan>,
 }
+
+/// `[[asset]] burst = { samples = .., period_s = .. }`: snapshot sensors.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurstPlan {
+    /// Samples per axis in one burst, at least 256 (the shortest window that can be analysed).
+    pub samples: u32,
+    /// Seconds from the start of one burst to the start of the next, above 0 and at most a day.
+    pub period_s: f64,
+}
+
+impl BurstPlan {
+    /// As the protocol announces it.
+    pub fn mode(&self) -> edgewatch_protocol::SamplingMode {
+        edgewatch_protocol::SamplingMode::Burst {
+            samples: self.samples,
+            period_ms: (self.period_s * 1000.0)
+                .round()
+                .clamp(1.0, f64::from(u32::MAX)) as u32,
+        }
+    }
+}
+
+/// The longest commissioning (baseline or health reference) a snapshot asset's bursts may need:
+/// beyond it the configuration cannot mean anything useful.
+const MAX_COMMISSIONING_S: f64 = 30.0 * 86_400.0;
 
 /// `[pipeline]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -319,6 +353,18 @@ impl Config {
                 .map(|a| (a.id.clone(), a.shaft_rpm / 60.0))
                 .collect(),
             temperature: self.features.temperature,
+            sampling: self
+                .assets
+                .iter()
+                .filter_map(|a| a.burst.map(|b| (a, b.mode())))
+                .flat_map(|(a, mode)| a.sensors.iter().map(move |s| (*s, mode)))
+                .chain(self.serial.iter().flat_map(|s| {
+                    s.sensors.iter().filter_map(|(sensor, asset)| {
+                        let plan = self.assets.iter().find(|a| &a.id == asset)?.burst?;
+                        Some((sensor.parse().ok()?, plan.mode()))
+                    })
+                }))
+                .collect(),
         }
     }
 
@@ -329,6 +375,7 @@ impl Config {
             baseline: self.baseline,
             alerts: self.alerts.clone(),
             diagnosis: self.diagnosis,
+            health: self.health,
             window: self.window,
             data_dir: Some(self.agent.data_dir.clone()),
             assets: self
@@ -512,6 +559,43 @@ impl Config {
             if let Some(Err(e)) = a.severity.map(|s| s.validate()) {
                 p.add(f("severity"), e.to_string());
             }
+            if let Some(b) = a.burst {
+                p.check(
+                    b.samples as usize >= crate::assemble::window::MIN_WINDOW_LEN,
+                    f("burst.samples"),
+                    format!(
+                        "{} samples per burst are fewer than the {} a window needs: no burst \
+                         could be analysed",
+                        b.samples,
+                        crate::assemble::window::MIN_WINDOW_LEN
+                    ),
+                );
+                let period_ok =
+                    b.period_s.is_finite() && b.period_s > 0.0 && b.period_s <= 86_400.0;
+                p.check(
+                    period_ok,
+                    f("burst.period_s"),
+                    format!("{} s is not above 0 and at most 86400 (a day)", b.period_s),
+                );
+                // Each burst is one window (or a few): commissioning takes that many bursts.
+                for (field, windows) in [
+                    ("baseline.windows", self.baseline.windows),
+                    ("health.commissioning", self.health.commissioning),
+                ] {
+                    let span_s = windows as f64 * b.period_s;
+                    p.check(
+                        !period_ok || span_s <= MAX_COMMISSIONING_S,
+                        field,
+                        format!(
+                            "{windows} windows take {:.0} days with asset `{}`'s bursts every {} \
+                             s (at most 30 days): lower {field} or burst more often",
+                            span_s / 86_400.0,
+                            a.id,
+                            b.period_s
+                        ),
+                    );
+                }
+            }
         }
         let mapped: usize = self.serial.iter().map(|s| s.sensors.len()).sum();
         p.check(
@@ -547,6 +631,9 @@ impl Config {
         }
         for (field, reason) in self.diagnosis.problems() {
             p.add(format!("diagnosis.{field}"), reason);
+        }
+        for (field, reason) in self.health.problems() {
+            p.add(format!("health.{field}"), reason);
         }
         if self.model.enabled {
             p.file_exists(&self.model.manifest, "model.manifest");
@@ -783,6 +870,46 @@ sensors = [3]
         );
         let dup = valid().replace("id = \"fan-1\"", "id = \"pump-1\"");
         assert!(invalid_fields(&dup).contains(&"asset[1].id".to_string()));
+    }
+
+    #[test]
+    fn snapshot_sensors_are_checked_against_the_rest_of_the_configuration() {
+        let burst =
+            |b: &str| valid().replace("sensors = [3]", &format!("sensors = [3]\nburst = {b}"));
+        let ok = Config::parse(&burst("{ samples = 2560, period_s = 10 }")).unwrap();
+        ok.validate().unwrap();
+        assert_eq!(
+            ok.assembler().sampling.get(&3),
+            Some(&edgewatch_protocol::SamplingMode::Burst {
+                samples: 2560,
+                period_ms: 10_000
+            })
+        );
+        assert!(!ok.assembler().sampling.contains_key(&1));
+        assert_eq!(
+            invalid_fields(&burst("{ samples = 100, period_s = 10 }")),
+            ["asset[1].burst.samples"]
+        );
+        assert_eq!(
+            invalid_fields(&burst("{ samples = 2560, period_s = 0 }")),
+            ["asset[1].burst.period_s"]
+        );
+        // 600 baseline windows, one burst an hour: 25 days, accepted; a burst every 2 hours
+        // would take 50 days to learn the baseline.
+        let hourly = burst("{ samples = 2560, period_s = 3600 }");
+        Config::parse(&hourly).unwrap().validate().unwrap();
+        let text = burst("{ samples = 2560, period_s = 7200 }");
+        assert_eq!(invalid_fields(&text), ["baseline.windows"]);
+        let text = format!(
+            "{}\n[health]\ncommissioning = 500\n[baseline]\nwindows = 20\n",
+            text
+        );
+        assert_eq!(invalid_fields(&text), ["health.commissioning"]);
+        assert!(error_of(&burst("{ samples = 2560 }")).contains("period_s"));
+        assert_eq!(
+            invalid_fields(&format!("{}\n[health]\nthreshold = 0\n", valid())),
+            ["health.threshold"]
+        );
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub fn config_for(scenario: &Scenario, device: PathBuf, opts: &DemoOptions) -> C
                 bearing: a.machine.bearing,
                 sensors: vec![a.sensor_id],
                 severity: None,
+                burst: None,
             })
             .collect(),
         window: Default::default(),
@@ -73,6 +74,7 @@ pub fn config_for(scenario: &Scenario, device: PathBuf, opts: &DemoOptions) -> C
         },
         alerts: Default::default(),
         diagnosis: Default::default(),
+        health: Default::default(),
         model: Default::default(),
         // No Kafka: records collect in the outbox under the data directory, up to its cap.
         outbox: Default::default(),

@@ -635,6 +635,7 @@ impl Case {
             temperature_interval_ms: 1000,
             status_interval_ms: 10_000,
             full_scale_g: self.full_scale_g,
+            burst: None,
             assets: vec![AssetConfig {
                 id: "asset".into(),
                 sensor_id: 1,
@@ -672,6 +673,7 @@ impl Case {
             bearing: self.machine.bearing,
             sensors: vec![1],
             severity: None,
+            burst: None,
         }];
         config.window = window;
         config.features = features.clone();

@@ -31,6 +31,7 @@
 
 use crate::analyze::diagnosis::Diagnosis;
 use crate::analyze::features::{Features, LINE_DB, SeverityZone};
+use crate::analyze::health::{HealthReport, Stage};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 
@@ -181,13 +182,16 @@ pub struct Evidence<'a> {
     pub habitual_class: bool,
     /// The physics' verdict on the bearing part over the sensor's recent windows.
     pub diagnosis: Option<Diagnosis>,
+    /// The sensor's health over its life (this window's axis).
+    pub health: Option<HealthReport>,
 }
 
 /// Why a window was judged as it was: the explanation carried by an alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// `outer`, `inner`, `ball`, `imbalance`, `misalignment`, `looseness`, `overheating`,
-    /// `vibration` (severity zone), `anomaly`, or `normal`.
+    /// `vibration` (severity zone), `anomaly`, `degradation` (the health indicator's onset, with
+    /// nothing else wrong), or `normal`.
     pub kind: String,
     /// One sentence for people.
     pub reason: String,
@@ -211,13 +215,16 @@ pub struct Finding {
     pub temperature_c: Option<f64>,
     /// Which evidence decided `kind`: `envelope` (the line families were unambiguous),
     /// `classifier`, `envelope+classifier` (both said the same part), `envelope line` (the
-    /// strongest single line, no model), `temperature`, `velocity`, `baseline`, or empty
-    /// for a normal window.
+    /// strongest single line, no model), `temperature`, `velocity`, `baseline`, `health`
+    /// (degradation over life), or empty for a normal window.
     #[serde(default)]
     pub decided_by: String,
     /// The line families' mean scores over the recent windows, dB, highest first.
     #[serde(default)]
     pub line_scores: Vec<(String, f64)>,
+    /// The deciding sensor's health over its life: stage, onset, remaining life.
+    #[serde(default)]
+    pub health: Option<HealthReport>,
 }
 
 fn line_kind(name: &str) -> &'static str {
@@ -267,6 +274,7 @@ pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
             .as_ref()
             .map(|d| d.scores.iter().map(|&(p, s)| (p.to_string(), s)).collect())
             .unwrap_or_default(),
+        health: e.health,
     };
     let physics = e.diagnosis.as_ref().and_then(|d| d.part);
     let physics_text = e
@@ -416,6 +424,20 @@ pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
             "baseline",
             format!("anomaly score {a:.1} against the learned baseline; most changed: {top}"),
         )
+    } else if let Some(h) = e.health.filter(|h| h.stage >= Stage::Degrading) {
+        // Nothing else is wrong in this window, but the sensor's vibration has been rising
+        // since onset: a degrading machine stays in warning, a failed one is critical.
+        let level = if h.stage == Stage::Failed {
+            Level::Critical
+        } else {
+            Level::Warning
+        };
+        verdict(
+            level,
+            "degradation",
+            "health",
+            format!("degradation since onset: {}", h.explain()),
+        )
     } else {
         Level::Normal
     };
@@ -432,6 +454,9 @@ pub enum Transition {
     Escalated,
     /// The machine is back to normal.
     Cleared,
+    /// An active alert's deciding sensor entered a later stage of its life (onset of
+    /// degradation, or the failure level): same id and level, the finding's `health` updated.
+    Updated,
 }
 
 /// An alert event, ready to be written to the outbox.
@@ -479,6 +504,8 @@ pub struct WindowRef<'a> {
     pub asset: &'a str,
     /// Sensor.
     pub sensor_id: u32,
+    /// Axis of the sensor.
+    pub axis: u8,
     /// Sensor time of the first sample, µs.
     pub start_us: u64,
     /// Sensor time after the last sample, µs.
@@ -507,6 +534,42 @@ impl AlertEngine {
             .get(asset)
             .and_then(|s| s.active.as_ref())
             .map(|a| a.level)
+    }
+
+    /// An [`Transition::Updated`] event for the asset's active alert, its finding carrying
+    /// `health` (the deciding sensor's new stage); `None` without an active alert.
+    pub fn update_health(
+        &mut self,
+        w: WindowRef<'_>,
+        health: HealthReport,
+        now_ms: u64,
+    ) -> Option<AlertEvent> {
+        let active = self.assets.get_mut(w.asset)?.active.as_mut()?;
+        let mut finding = active.finding.clone();
+        finding.health = Some(health);
+        finding.reason = format!(
+            "{}; sensor {} is {}: {}",
+            finding.reason,
+            w.sensor_id,
+            match health.stage {
+                Stage::Failed => "at its failure level",
+                Stage::Degrading => "degrading",
+                _ => "healthy",
+            },
+            health.explain()
+        );
+        active.finding = finding.clone();
+        Some(AlertEvent {
+            id: active.id.clone(),
+            asset: w.asset.to_string(),
+            transition: Transition::Updated,
+            level: active.level,
+            at_ms: now_ms,
+            window_start_us: w.start_us,
+            window_end_us: w.end_us,
+            sensor_id: w.sensor_id,
+            finding,
+        })
     }
 
     /// Judges a window and applies the hysteresis; returns an event when the alert changes.
@@ -658,6 +721,7 @@ mod tests {
             anomaly_threshold: 6.0,
             habitual_class: false,
             diagnosis: None,
+            health: None,
         }
     }
 
@@ -665,6 +729,7 @@ mod tests {
         WindowRef {
             asset: "pump-1",
             sensor_id: 1,
+            axis: 0,
             start_us: i * 1000,
             end_us: i * 1000 + 1000,
         }

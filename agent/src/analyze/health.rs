@@ -36,6 +36,7 @@
 
 use crate::analyze::baseline::median;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// `[health]` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -113,7 +114,7 @@ impl HealthConfig {
 }
 
 /// Where a sensor is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// Still learning the reference.
@@ -127,7 +128,7 @@ pub enum Stage {
 }
 
 /// A remaining-life estimate, s.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Rul {
     /// Best estimate.
     pub rul_s: f64,
@@ -138,9 +139,9 @@ pub struct Rul {
 }
 
 /// The tracker's view after one observation.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HealthState {
-    /// The observation's time, s.
+    /// The observation's time on the tracker's timeline, s.
     pub t_s: f64,
     /// Smoothed health indicator (0 until commissioned).
     pub health: f64,
@@ -148,26 +149,143 @@ pub struct HealthState {
     pub cusum: f64,
     /// Stage.
     pub stage: Stage,
-    /// When onset was detected, s.
+    /// When onset was detected, s on the tracker's timeline.
     pub onset_s: Option<f64>,
     /// Remaining life, from onset on.
     pub rul: Option<Rul>,
 }
 
-/// One sensor's health over its life.
-#[derive(Debug, Clone)]
+/// What alerts, summaries and window reports carry of a sensor's health: JSON-friendly (no
+/// infinities: an open-ended interval has no `rul_high_s`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// Where the sensor is in its life.
+    pub stage: Stage,
+    /// Smoothed health indicator, `ln` of RMS over commissioning RMS.
+    pub indicator: f64,
+    /// CUSUM statistic, commissioning σ (onset at `[health] threshold`).
+    pub cusum: f64,
+    /// Sensor time of the onset of degradation, s.
+    pub onset_s: Option<f64>,
+    /// Seconds since onset at this window.
+    pub since_onset_s: Option<f64>,
+    /// Remaining useful life, best estimate, s.
+    pub rul_s: Option<f64>,
+    /// Lower end of its interval, s.
+    pub rul_low_s: Option<f64>,
+    /// Upper end of its interval, s (none: unbounded).
+    pub rul_high_s: Option<f64>,
+}
+
+impl From<HealthState> for HealthReport {
+    fn from(h: HealthState) -> Self {
+        let finite = |v: f64| v.is_finite().then_some(v);
+        Self {
+            stage: h.stage,
+            indicator: h.health,
+            cusum: h.cusum,
+            onset_s: h.onset_s,
+            since_onset_s: h.onset_s.map(|o| h.t_s - o),
+            rul_s: h.rul.and_then(|r| finite(r.rul_s)),
+            rul_low_s: h.rul.and_then(|r| finite(r.low_s)),
+            rul_high_s: h.rul.and_then(|r| finite(r.high_s)),
+        }
+    }
+}
+
+impl HealthReport {
+    /// One sentence: the indicator as a multiple of the commissioning RMS, onset and life left.
+    pub fn explain(&self) -> String {
+        let mut s = format!(
+            "RMS {:.1}x commissioning (health indicator {:.2})",
+            self.indicator.exp(),
+            self.indicator
+        );
+        if let Some(since) = self.since_onset_s {
+            s.push_str(&format!(", degrading for {}", human_s(since)));
+        }
+        match (self.rul_s, self.rul_low_s, self.rul_high_s) {
+            (Some(r), Some(lo), Some(hi)) => s.push_str(&format!(
+                ", remaining life {} ({} to {})",
+                human_s(r),
+                human_s(lo),
+                human_s(hi)
+            )),
+            (Some(r), Some(lo), None) => s.push_str(&format!(
+                ", remaining life {} (at least {})",
+                human_s(r),
+                human_s(lo)
+            )),
+            _ => {}
+        }
+        s
+    }
+}
+
+/// `90 s`, `12 min`, `5.2 h`, `3.1 d`.
+fn human_s(s: f64) -> String {
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 172_800.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.1} d", s / 86_400.0)
+    }
+}
+
+/// Least squares of `y` on `t`, kept as running moments (Welford): constant memory however long
+/// a bearing degrades, and the same fit as over the stored points.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct OnlineFit {
+    n: u64,
+    mean_t: f64,
+    mean_y: f64,
+    m2_t: f64,
+    m2_y: f64,
+    c_ty: f64,
+}
+
+impl OnlineFit {
+    fn add(&mut self, t: f64, y: f64) {
+        self.n += 1;
+        let n = self.n as f64;
+        let dt = t - self.mean_t;
+        self.mean_t += dt / n;
+        let dy = y - self.mean_y;
+        self.mean_y += dy / n;
+        self.m2_t += dt * (t - self.mean_t);
+        self.m2_y += dy * (y - self.mean_y);
+        self.c_ty += dt * (y - self.mean_y);
+    }
+}
+
+/// One sensor's health over its life. Serializable, so the agent keeps it across restarts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HealthTracker {
+    #[serde(skip)]
     cfg: HealthConfig,
     commissioning_rms: Vec<f64>,
     reference: Option<Reference>,
     smoothed: f64,
     cusum: f64,
+    /// Time and smoothed indicator at onset.
     onset: Option<(f64, f64)>,
-    since_onset: Vec<(f64, f64)>,
+    /// Fit of `ln(hi − hi_onset)` on time since onset.
+    fit: OnlineFit,
+    /// Time since onset of the latest observation.
+    since_onset_s: f64,
     failed: bool,
+    /// Latest time seen on the caller's clock, and what is added to that clock to keep the
+    /// tracker's timeline non-decreasing (a sensor that restarts its clock).
+    last_input_s: Option<f64>,
+    offset_s: f64,
+    /// The state after the latest observation.
+    last: Option<HealthState>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Reference {
     rms: f64,
     median: f64,
@@ -184,14 +302,42 @@ impl HealthTracker {
             smoothed: 0.0,
             cusum: 0.0,
             onset: None,
-            since_onset: Vec::new(),
+            fit: OnlineFit::default(),
+            since_onset_s: 0.0,
             failed: false,
+            last_input_s: None,
+            offset_s: 0.0,
+            last: None,
         }
     }
 
-    /// Adds one observation (RMS acceleration in g at time `t_s`, non-decreasing).
+    /// The state after the latest observation, if any.
+    pub fn last(&self) -> Option<HealthState> {
+        self.last
+    }
+
+    /// Adds one observation: RMS acceleration in g at time `t_s` of the caller's clock (the
+    /// sensor's). A clock that goes back (a sensor that restarted) is joined on where it was, so
+    /// the tracker's timeline never runs backwards; memory stays constant.
     pub fn observe(&mut self, t_s: f64, rms_g: f64) -> HealthState {
-        let rms_g = rms_g.max(1e-12);
+        if let Some(last) = self.last_input_s
+            && t_s + self.offset_s < last
+        {
+            self.offset_s = last - t_s;
+        }
+        let t_s = t_s + self.offset_s;
+        self.last_input_s = Some(t_s);
+        let state = self.step(t_s, rms_g);
+        self.last = Some(state);
+        state
+    }
+
+    fn step(&mut self, t_s: f64, rms_g: f64) -> HealthState {
+        let rms_g = if rms_g.is_finite() {
+            rms_g.max(1e-12)
+        } else {
+            1e-12
+        };
         let Some(r) = self.reference else {
             self.commissioning_rms.push(rms_g);
             if self.commissioning_rms.len() >= self.cfg.commissioning {
@@ -218,7 +364,11 @@ impl HealthTracker {
             self.failed = true;
         }
         let rul = self.onset.and_then(|(t0, hi0)| {
-            self.since_onset.push((t_s - t0, self.smoothed - hi0));
+            let (dt, excess) = (t_s - t0, self.smoothed - hi0);
+            self.since_onset_s = dt;
+            if excess >= self.cfg.min_excess {
+                self.fit.add(dt, excess.ln());
+            }
             self.remaining_life(hi0)
         });
         HealthState {
@@ -253,6 +403,8 @@ impl HealthTracker {
             sigma,
         });
         self.smoothed = m;
+        // The reference is all that is kept of commissioning.
+        self.commissioning_rms = Vec::new();
     }
 
     /// Least-squares exponential growth through the points since onset, extrapolated to the
@@ -265,31 +417,16 @@ impl HealthTracker {
                 high_s: 0.0,
             });
         }
-        let pts: Vec<(f64, f64)> = self
-            .since_onset
-            .iter()
-            .filter(|p| p.1 >= self.cfg.min_excess)
-            .map(|&(t, e)| (t, e.ln()))
-            .collect();
-        let n = pts.len();
-        if n < self.cfg.min_fit_points {
+        let f = self.fit;
+        if f.n < self.cfg.min_fit_points as u64 || f.m2_t <= 0.0 {
             return None;
         }
-        let nf = n as f64;
-        let mt = pts.iter().map(|p| p.0).sum::<f64>() / nf;
-        let my = pts.iter().map(|p| p.1).sum::<f64>() / nf;
-        let sxx: f64 = pts.iter().map(|p| (p.0 - mt).powi(2)).sum();
-        if sxx <= 0.0 {
-            return None;
-        }
-        let b = pts.iter().map(|p| (p.0 - mt) * (p.1 - my)).sum::<f64>() / sxx;
-        let ln_a = my - b * mt;
-        let resid: f64 = pts
-            .iter()
-            .map(|p| (p.1 - ln_a - b * p.0).powi(2))
-            .sum::<f64>();
+        let nf = f.n as f64;
+        let (mt, my, sxx) = (f.mean_t, f.mean_y, f.m2_t);
+        let b = f.c_ty / sxx;
+        let resid = (f.m2_y - f.c_ty * f.c_ty / sxx).max(0.0);
         let se_b = (resid / (nf - 2.0).max(1.0) / sxx).sqrt();
-        let now = self.since_onset.last().map_or(0.0, |p| p.0);
+        let now = self.since_onset_s;
         let target = (self.cfg.failure_hi - hi0).max(self.cfg.min_excess).ln();
         // Time from onset at which a·e^{b t} reaches the target, for growth rate `rate`.
         let reach = |rate: f64| {
@@ -309,6 +446,80 @@ impl HealthTracker {
             high_s: reach(b - 2.0 * se_b),
         })
     }
+
+    /// Where a tracker of `asset`'s sensor `sensor_id`, axis `axis` is kept under `data_dir`.
+    pub fn path(data_dir: &Path, asset: &str, sensor_id: u32, axis: u8) -> PathBuf {
+        let safe: String = asset
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        data_dir
+            .join("health")
+            .join(format!("{safe}.{sensor_id}.{axis}.json"))
+    }
+
+    /// Writes the tracker atomically (temporary file, fsync, rename, fsync of the directory).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec(&Persisted {
+            format: HEALTH_FORMAT,
+            tracker: self,
+        })
+        .map_err(std::io::Error::other)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Reads a tracker saved by [`Self::save`], to go on with `cfg`; `Ok(None)` when there is
+    /// none, an error when the file is not a tracker of this format.
+    pub fn load(path: &Path, cfg: HealthConfig) -> std::io::Result<Option<Self>> {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let p: Loaded = serde_json::from_slice(&text).map_err(std::io::Error::other)?;
+        if p.format != HEALTH_FORMAT {
+            return Err(std::io::Error::other(format!(
+                "format {} (expected {HEALTH_FORMAT})",
+                p.format
+            )));
+        }
+        let mut tracker = p.tracker;
+        tracker.cfg = cfg;
+        Ok(Some(tracker))
+    }
+}
+
+/// Version of the stored tracker.
+const HEALTH_FORMAT: u32 = 1;
+
+#[derive(Serialize)]
+struct Persisted<'a> {
+    format: u32,
+    tracker: &'a HealthTracker,
+}
+
+#[derive(Deserialize)]
+struct Loaded {
+    format: u32,
+    tracker: HealthTracker,
 }
 
 #[cfg(test)]
@@ -375,6 +586,49 @@ mod tests {
             "at {ts} s: {rul:?}, truth {truth} s"
         );
         assert!(rul.low_s <= rul.rul_s && rul.rul_s <= rul.high_s);
+    }
+
+    #[test]
+    fn a_saved_tracker_goes_on_where_it_was_and_a_clock_that_restarts_is_joined_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = HealthTracker::path(dir.path(), "fan/1", 7, 0);
+        assert!(path.ends_with("health/fan_1.7.0.json"));
+        let cfg = HealthConfig::default();
+        let mut a = HealthTracker::new(cfg);
+        let rms = |i: usize| {
+            let ts = i as f64 * 10.0;
+            let g = if ts < 2000.0 {
+                1.0
+            } else {
+                1.0 + 0.05 * (((ts - 2000.0) / 500.0).exp() - 1.0)
+            };
+            0.4 * g * wobble(i, 0.05)
+        };
+        for i in 0..260 {
+            a.observe(i as f64 * 10.0, rms(i));
+        }
+        a.save(&path).unwrap();
+        let mut b = HealthTracker::load(&path, cfg).unwrap().unwrap();
+        assert_eq!(b.last(), a.last());
+        for i in 260..300 {
+            assert_eq!(
+                a.observe(i as f64 * 10.0, rms(i)),
+                b.observe(i as f64 * 10.0, rms(i))
+            );
+        }
+        assert!(a.last().unwrap().rul.is_some(), "{:?}", a.last());
+        // The sensor restarts its clock at 0: the timeline goes on from 2990 s.
+        let s = b.observe(5.0, rms(300));
+        assert!((s.t_s - 2990.0).abs() < 1e-9, "{s:?}");
+        let s = b.observe(15.0, rms(301));
+        assert!((s.t_s - 3000.0).abs() < 1e-9, "{s:?}");
+        assert!(
+            HealthTracker::load(&dir.path().join("none.json"), cfg)
+                .unwrap()
+                .is_none()
+        );
+        std::fs::write(&path, b"{\"format\": 99, \"tracker\": {}}").unwrap();
+        assert!(HealthTracker::load(&path, cfg).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::analyze::alert::{
 use crate::analyze::baseline::{AssetBaseline, Baseline, BaselineConfig, Call};
 use crate::analyze::diagnosis::{Diagnoser, Diagnosis, DiagnosisConfig};
 use crate::analyze::features::{FEATURE_NAMES, Features};
+use crate::analyze::health::{HealthConfig, HealthReport, HealthTracker, Stage};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -66,7 +67,21 @@ pub struct Assessment {
     pub diagnosis: Diagnosis,
     /// Which evidence decided `finding` (see [`crate::analyze::alert::Finding::decided_by`]).
     pub decided_by: String,
+    /// The sensor's health over its life (this window's axis).
+    pub health: Option<HealthReport>,
 }
+
+/// One sensor axis's health tracker and where it is kept.
+struct SensorHealth {
+    tracker: HealthTracker,
+    path: Option<PathBuf>,
+    /// Tracker time of the last save, s.
+    saved_at_s: f64,
+    stage: Option<Stage>,
+}
+
+/// How often (tracker time) a sensor's health is written while nothing changes, s.
+const HEALTH_SAVE_EVERY_S: f64 = 300.0;
 
 /// Per-asset scoring state.
 pub struct Scorer {
@@ -78,6 +93,8 @@ pub struct Scorer {
     data_dir: Option<PathBuf>,
     diagnosis_cfg: DiagnosisConfig,
     diagnosers: HashMap<(String, u32), Diagnoser>,
+    health_cfg: HealthConfig,
+    health: HashMap<(String, u32, u8), SensorHealth>,
 }
 
 impl std::fmt::Debug for Scorer {
@@ -106,7 +123,113 @@ impl Scorer {
             data_dir,
             diagnosis_cfg: DiagnosisConfig::default(),
             diagnosers: HashMap::new(),
+            health_cfg: HealthConfig::default(),
+            health: HashMap::new(),
         }
+    }
+
+    /// Uses `cfg` for the sensors' health trackers (default: [`HealthConfig::default`]).
+    pub fn with_health(mut self, cfg: HealthConfig) -> Self {
+        self.health_cfg = cfg;
+        self.health.clear();
+        self
+    }
+
+    /// Feeds a window's RMS to its sensor axis's health tracker (loaded from `data_dir` the first
+    /// time, saved on every change of stage and every few minutes).
+    /// Also says whether the sensor axis just entered a stage of degradation (onset or failure).
+    fn observe_health(&mut self, w: WindowRef<'_>, rms_g: f64) -> (HealthReport, bool) {
+        let cfg = self.health_cfg;
+        let data_dir = self.data_dir.clone();
+        let h = self
+            .health
+            .entry((w.asset.to_string(), w.sensor_id, w.axis))
+            .or_insert_with(|| {
+                let path = data_dir
+                    .as_deref()
+                    .map(|d| HealthTracker::path(d, w.asset, w.sensor_id, w.axis));
+                let tracker = match path.as_deref().map(|p| HealthTracker::load(p, cfg)) {
+                    Some(Ok(Some(t))) => {
+                        tracing::info!(
+                            asset = w.asset,
+                            sensor_id = w.sensor_id,
+                            axis = w.axis,
+                            stage = ?t.last().map(|s| s.stage),
+                            "health tracker resumed"
+                        );
+                        t
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(
+                            asset = w.asset,
+                            sensor_id = w.sensor_id,
+                            error = %e,
+                            "stored health not usable; commissioning the health reference again"
+                        );
+                        HealthTracker::new(cfg)
+                    }
+                    _ => HealthTracker::new(cfg),
+                };
+                let stage = tracker.last().map(|s| s.stage);
+                let saved_at_s = tracker.last().map_or(f64::MIN, |s| s.t_s);
+                SensorHealth {
+                    tracker,
+                    path,
+                    saved_at_s,
+                    stage,
+                }
+            });
+        let state = h.tracker.observe(w.end_us as f64 / 1e6, rms_g);
+        let report = HealthReport::from(state);
+        if h.stage != Some(state.stage) {
+            if state.stage >= Stage::Degrading {
+                tracing::warn!(
+                    asset = w.asset,
+                    sensor_id = w.sensor_id,
+                    axis = w.axis,
+                    stage = ?state.stage,
+                    "{}",
+                    report.explain()
+                );
+            } else {
+                tracing::info!(
+                    asset = w.asset,
+                    sensor_id = w.sensor_id,
+                    axis = w.axis,
+                    stage = ?state.stage,
+                    "health stage"
+                );
+            }
+        }
+        let changed = h.stage != Some(state.stage);
+        if let Some(path) = &h.path
+            && (changed || state.t_s - h.saved_at_s >= HEALTH_SAVE_EVERY_S)
+        {
+            if let Err(e) = h.tracker.save(path) {
+                tracing::error!(asset = w.asset, error = %e, "cannot persist the sensor's health");
+            }
+            h.saved_at_s = state.t_s;
+        }
+        h.stage = Some(state.stage);
+        let labels = [
+            ("asset", w.asset.to_string()),
+            ("sensor", w.sensor_id.to_string()),
+            ("axis", w.axis.to_string()),
+        ];
+        metrics::gauge!("edgewatch_health_indicator", &labels).set(report.indicator);
+        metrics::gauge!("edgewatch_health_stage", &labels).set(state.stage as u8 as f64);
+        for (bound, v) in [
+            ("estimate", report.rul_s),
+            ("low", report.rul_low_s),
+            ("high", report.rul_high_s),
+        ] {
+            let mut l = labels.to_vec();
+            l.push(("bound", bound.to_string()));
+            // No estimate (before onset, or an open interval): NaN, which Prometheus keeps apart
+            // from any number.
+            metrics::gauge!("edgewatch_rul_seconds", &l).set(v.unwrap_or(f64::NAN));
+        }
+        (report, changed && state.stage >= Stage::Degrading)
     }
 
     /// Uses `cfg` for the physics' diagnosis (default: [`DiagnosisConfig::default`]).
@@ -156,9 +279,21 @@ impl Scorer {
         })
     }
 
-    /// Starts commissioning an asset again (its stored baseline is replaced when done).
+    /// Starts commissioning an asset again (its stored baseline is replaced when done), and its
+    /// sensors' health references (after a repair the life starts over).
     pub fn recommission(&mut self, asset: &str) {
         self.asset_baseline(asset).recommission();
+        let cfg = self.health_cfg;
+        for ((a, _, _), h) in self.health.iter_mut() {
+            if a == asset {
+                h.tracker = HealthTracker::new(cfg);
+                h.stage = None;
+                h.saved_at_s = f64::MIN;
+                if let Some(p) = &h.path {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
     }
 
     /// Scores one window at agent time `now_ms`; returns the assessment and an alert event if
@@ -227,8 +362,10 @@ impl Scorer {
             .entry((w.asset.to_string(), w.sensor_id))
             .or_insert_with(|| Diagnoser::new(diagnosis_cfg))
             .observe(&features.envelope.families);
+        let (health, degraded_now) = self.observe_health(w, features.rms_g);
         let evidence = Evidence {
             features,
+            health: Some(health),
             diagnosis: Some(diagnosis.clone()),
             class: class.clone(),
             anomaly: verdict.anomaly.map(|a| (a, verdict.contributors.clone())),
@@ -238,7 +375,11 @@ impl Scorer {
         let (level, finding) = crate::analyze::alert::judge(&self.alert_cfg, &evidence);
         let kind = finding.kind.clone();
         let decided_by = finding.decided_by.clone();
-        let event = self.alerts.apply(w, level, finding, now_ms);
+        let mut event = self.alerts.apply(w, level, finding, now_ms);
+        if event.is_none() && degraded_now {
+            // An alert already up (the physics saw the fault first) learns of the onset.
+            event = self.alerts.update_health(w, health, now_ms);
+        }
         (
             Assessment {
                 class,
@@ -250,6 +391,7 @@ impl Scorer {
                 active_alert: self.alerts.active_level(w.asset),
                 diagnosis,
                 decided_by,
+                health: Some(health),
             },
             event,
         )
@@ -345,6 +487,7 @@ mod tests {
         WindowRef {
             asset: "pump-1",
             sensor_id: 1,
+            axis: 0,
             start_us: i * 320_000,
             end_us: (i + 1) * 320_000,
         }
@@ -360,6 +503,86 @@ mod tests {
             AlertConfig::default(),
             Some(dir.to_path_buf()),
         )
+    }
+
+    #[test]
+    fn a_degrading_sensor_raises_a_degradation_alert_and_its_health_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        // A baseline that is never learned here: the health tracker alone watches the RMS.
+        let new_scorer = || {
+            Scorer::new(
+                None,
+                BaselineConfig {
+                    windows: 100_000,
+                    ..Default::default()
+                },
+                AlertConfig::default(),
+                Some(dir.path().to_path_buf()),
+            )
+        };
+        let mut scorer = new_scorer();
+        let rms = |i: u64| {
+            let wobble = 1.0 + 0.05 * ((i as f64) * 1.7).sin();
+            let growth = if i < 60 {
+                1.0
+            } else {
+                1.03f64.powf((i - 60) as f64)
+            };
+            0.05 * wobble * growth
+        };
+        let mut events = Vec::new();
+        let mut onset_window = None;
+        let mut last = None;
+        for i in 0..200 {
+            let mut f = features(3.0);
+            f.rms_g = rms(i);
+            let (a, e) = scorer.score(window(i), &f, i * 320);
+            let h = a.health.unwrap();
+            if i < 30 {
+                assert_eq!(h.stage, Stage::Commissioning, "window {i}");
+            } else if i < 60 {
+                assert_eq!(h.stage, Stage::Healthy, "window {i}: {h:?}");
+            }
+            if onset_window.is_none() && h.stage == Stage::Degrading {
+                onset_window = Some(i);
+            }
+            events.extend(e);
+            last = Some(h);
+        }
+        let onset = onset_window.expect("onset");
+        assert!((60..100).contains(&onset), "onset at window {onset}");
+        let raised = &events[0];
+        assert_eq!(raised.transition, crate::analyze::alert::Transition::Raised);
+        assert_eq!(raised.finding.kind, "degradation");
+        assert_eq!(raised.finding.decided_by, "health");
+        assert!(
+            raised.finding.reason.contains("degrading for"),
+            "{}",
+            raised.finding.reason
+        );
+        assert!(raised.finding.health.is_some_and(|h| h.onset_s.is_some()));
+        // 1.03^140 = 63 times the healthy RMS: past the failure level (10x), critical.
+        let last = last.unwrap();
+        assert_eq!(last.stage, Stage::Failed, "{last:?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.level == Level::Critical && e.finding.kind == "degradation"),
+            "{events:?}"
+        );
+        drop(scorer);
+        let mut again = new_scorer();
+        let mut f = features(3.0);
+        f.rms_g = rms(200);
+        let (a, _) = again.score(window(200), &f, 0);
+        assert_eq!(
+            a.health.unwrap().stage,
+            Stage::Failed,
+            "resumed, not commissioning"
+        );
+        again.recommission("pump-1");
+        let (a, _) = again.score(window(201), &f, 320);
+        assert_eq!(a.health.unwrap().stage, Stage::Commissioning);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::analyze::diagnosis::DiagnosisConfig;
 use crate::analyze::features::{
     FeatureConfig, FeatureExtractor, Features, MachineContext, ZoneLimits,
 };
+use crate::analyze::health::HealthConfig;
 use crate::analyze::model::{Model, ModelError, ModelSource, Variant};
 use crate::analyze::scoring::{Assessment, Classify, Scorer};
 use crate::assemble::AssembledWindow;
@@ -77,6 +78,8 @@ pub struct AnalysisConfig {
     pub alerts: AlertConfig,
     /// `[diagnosis]`.
     pub diagnosis: DiagnosisConfig,
+    /// `[health]`.
+    pub health: HealthConfig,
     /// The agent's windows (`[window]`): a model trained on other windows is warned about.
     pub window: WindowConfig,
     /// Where learned baselines are kept (`[agent] data_dir`); `None`: in memory only.
@@ -193,7 +196,8 @@ impl FeatureStage {
                 config.alerts.clone(),
                 config.data_dir.clone(),
             )
-            .with_diagnosis(config.diagnosis),
+            .with_diagnosis(config.diagnosis)
+            .with_health(config.health),
             contexts: machine_contexts(config),
             zone_limits: config
                 .assets
@@ -284,6 +288,7 @@ impl FeatureStage {
             WindowRef {
                 asset: &w.asset,
                 sensor_id: w.window.sensor_id,
+                axis: w.window.axis,
                 start_us: w.window.start_us,
                 end_us: w.window.end_us,
             },
@@ -372,6 +377,7 @@ mod tests {
             baseline: BaselineConfig::default(),
             alerts: AlertConfig::default(),
             diagnosis: DiagnosisConfig::default(),
+            health: HealthConfig::default(),
             window: WindowConfig::default(),
             data_dir: None,
             assets: Vec::new(),

@@ -76,6 +76,16 @@ fn report(asset: &str, sensor: u32, start_us: u64, velocity: f64, level: Level) 
                 windows: 1,
             },
             decided_by: String::new(),
+            health: Some(crate::analyze::health::HealthReport {
+                stage: crate::analyze::health::Stage::Degrading,
+                indicator: 0.4,
+                cusum: 15.0,
+                onset_s: Some(100.0),
+                since_onset_s: Some(60.0),
+                rul_s: Some(3600.0),
+                rul_low_s: Some(1200.0),
+                rul_high_s: None,
+            }),
         },
         alert: None,
     }
@@ -161,6 +171,16 @@ fn every_kind_of_message_matches_its_schema() {
             temperature_c: None,
             decided_by: "envelope".into(),
             line_scores: vec![("outer".into(), 30.0), ("inner".into(), 4.0)],
+            health: Some(crate::analyze::health::HealthReport {
+                stage: crate::analyze::health::Stage::Degrading,
+                indicator: 0.4,
+                cusum: 15.0,
+                onset_s: Some(100.0),
+                since_onset_s: Some(60.0),
+                rul_s: Some(3600.0),
+                rul_low_s: Some(1200.0),
+                rul_high_s: None,
+            }),
         },
     };
     let rec = message::alert_record("gw-1", &message::new_record_id(), &event, 2);

@@ -4,6 +4,7 @@
 use crate::analyze::WindowReport;
 use crate::analyze::alert::Level;
 use crate::analyze::features::SeverityZone;
+use crate::analyze::health::Stage;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -60,6 +61,18 @@ pub struct Summary {
     pub class_probability: Option<f64>,
     /// The asset's active alert level after the last window.
     pub active_alert: Option<Level>,
+    /// The sensor's stage over its life at the last window of its most advanced axis.
+    pub health_stage: Option<Stage>,
+    /// Its smoothed health indicator (`ln` of RMS over commissioning RMS).
+    pub health_indicator: Option<f64>,
+    /// Sensor time of the onset of degradation, s.
+    pub health_onset_s: Option<f64>,
+    /// Remaining useful life, best estimate, s.
+    pub rul_s: Option<f64>,
+    /// Lower end of its interval, s.
+    pub rul_low_s: Option<f64>,
+    /// Upper end of its interval, s (none: open-ended).
+    pub rul_high_s: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -133,6 +146,12 @@ impl Summarizer {
                 class: None,
                 class_probability: None,
                 active_alert: None,
+                health_stage: None,
+                health_indicator: None,
+                health_onset_s: None,
+                rul_s: None,
+                rul_low_s: None,
+                rul_high_s: None,
             },
             rms_sum: 0.0,
             velocity_sum: 0.0,
@@ -163,6 +182,17 @@ impl Summarizer {
             s.model_version = Some(c.model_version.clone());
         }
         s.active_alert = a.active_alert;
+        // The most advanced axis speaks for the sensor; the latest window of it.
+        if let Some(h) = a.health
+            && s.health_stage.is_none_or(|st| h.stage >= st)
+        {
+            s.health_stage = Some(h.stage);
+            s.health_indicator = Some(h.indicator);
+            s.health_onset_s = h.onset_s;
+            s.rul_s = h.rul_s;
+            s.rul_low_s = h.rul_low_s;
+            s.rul_high_s = h.rul_high_s;
+        }
         closed
     }
 
