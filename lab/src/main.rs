@@ -85,6 +85,15 @@ enum Cmd {
         /// The per-snapshot trace CSV to write.
         #[arg(long)]
         trace: PathBuf,
+        /// A model's manifest.json (default: the model built into the agent).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Which of the model's variants.
+        #[arg(long, value_enum, default_value = "int8")]
+        variant: Variant,
+        /// Run the agent without a classifier.
+        #[arg(long)]
+        no_model: bool,
     },
     /// Run recordings (a folder with index.csv and raw f32 files) through the feature code and
     /// print the envelope peak height at each labelled fault frequency, per class.
@@ -249,10 +258,34 @@ fn main() -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::EvalRtf { data, out, trace } => {
+        Cmd::EvalRtf {
+            data,
+            out,
+            trace,
+            model,
+            variant,
+            no_model,
+        } => {
+            let source = model.map_or(ModelSource::Builtin, ModelSource::File);
+            let shared = if no_model {
+                None
+            } else {
+                let m = Model::open(&source, variant)?;
+                eprintln!("model: {} ({}) from {source}", m.version(), m.key());
+                Some(edgewatch_agent::analyze::scoring::SharedClassifier::new(m))
+            };
+            let factory = || -> Option<Box<dyn edgewatch_agent::analyze::scoring::Classify>> {
+                shared
+                    .clone()
+                    .map(|m| Box::new(m) as Box<dyn edgewatch_agent::analyze::scoring::Classify>)
+            };
             let (rows, snapshots, lives) = edgewatch_lab::rtf::evaluate_lives(
                 &data,
-                &edgewatch_agent::analyze::health::HealthConfig::default(),
+                &edgewatch_lab::rtf::RtfOptions {
+                    health: edgewatch_agent::analyze::health::HealthConfig::default(),
+                    alerts: edgewatch_agent::analyze::alert::AlertConfig::default(),
+                    classifier: &factory,
+                },
             )?;
             let (ours, naive, estimated, cuts) = edgewatch_lab::rtf::phm_scores(&lives);
             eprintln!(

@@ -1,18 +1,34 @@
-//! `lab eval-rtf`: run-to-failure bearings (the `femto-learning` layout) through the agent's
-//! feature extractor and [`HealthTracker`], snapshot by snapshot in time order.
+//! `lab eval-rtf`: run-to-failure bearings (the `femto-learning` layout) through the gateway's
+//! code, snapshot by snapshot in time order.
 //!
-//! Each snapshot (one channel, `snapshot_len` samples) is one window of its own length. Its RMS
-//! feeds the tracker; the first onset is the bearing's alert (warning), the indicator reaching
-//! the failure level escalates it (critical). Output: one row per bearing
+//! Each bearing is one snapshot sensor on one asset. Its horizontal channel's snapshots are sent
+//! as a snapshot sensor sends them (a sampling-plan frame, then each snapshot as a burst of
+//! frames with burst flags, sequence numbers and sensor timestamps) into the agent's assembler,
+//! which makes each burst one window of its own length; the feature stage and scorer then do
+//! what they do on a gateway: features, the model (unless `--no-model`), the baseline, the
+//! diagnosis, the health tracker and the alert engine. An alert is what the gateway raises, of
+//! any kind; `level` is the asset's active alert level after the snapshot. Output: one row per
+//! bearing
 //! (`bearing,n_snapshots,life_s,first_alert_s,lead_time_s,alerts_first_half,max_level`) and a
 //! trace, one row per snapshot
 //! (`bearing,snapshot,seconds_since_start,health,level,rul_s,rul_low_s,rul_high_s`).
 
 use anyhow::{Context, Result, bail};
-use edgewatch_agent::analyze::features::{
-    FaultOrders, FeatureConfig, FeatureExtractor, MachineContext,
+use edgewatch_agent::analyze::alert::{AlertConfig, Level, Transition};
+use edgewatch_agent::analyze::baseline::BaselineConfig;
+use edgewatch_agent::analyze::diagnosis::DiagnosisConfig;
+use edgewatch_agent::analyze::features::{FaultOrders, FeatureConfig, MachineContext};
+use edgewatch_agent::analyze::health::{HealthConfig, HealthReport};
+use edgewatch_agent::analyze::scoring::Classify;
+use edgewatch_agent::analyze::{AnalysisConfig, AnalyzedAsset, FeatureStage};
+use edgewatch_agent::assemble::temperature::TemperatureTrendConfig;
+use edgewatch_agent::assemble::window::WindowConfig;
+use edgewatch_agent::assemble::{Assembler, AssemblerConfig};
+use edgewatch_agent::ingest::Ingest;
+use edgewatch_protocol::{
+    BlockFlags, Frame, Header, MAX_VIBRATION_SAMPLES, Payload, SamplingMode, VibrationBlock,
 };
-use edgewatch_agent::analyze::health::{HealthConfig, HealthTracker, Stage};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -152,14 +168,182 @@ pub fn phm_scores(lives: &[Life]) -> (f64, f64, usize, usize) {
     (ours / n_f, naive_sum / n_f, estimated, n)
 }
 
+/// How `eval-rtf` runs the gateway's code.
+pub struct RtfOptions<'a> {
+    /// `[health]`.
+    pub health: HealthConfig,
+    /// `[alerts]`.
+    pub alerts: AlertConfig,
+    /// A classifier for each bearing (`None`: the agent without a model).
+    pub classifier: &'a dyn Fn() -> Option<Box<dyn Classify>>,
+}
+
+impl std::fmt::Debug for RtfOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtfOptions")
+            .field("health", &self.health)
+            .field("alerts", &self.alerts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RtfOptions<'_> {
+    /// Default settings, no model.
+    pub fn without_model(health: HealthConfig) -> RtfOptions<'static> {
+        RtfOptions {
+            health,
+            alerts: AlertConfig::default(),
+            classifier: &|| None,
+        }
+    }
+}
+
 /// The two CSVs of `eval-rtf`: per bearing, and the per-snapshot trace.
-pub fn evaluate(dir: &Path, cfg: &HealthConfig) -> Result<(String, String)> {
-    let (rows, trace, _) = evaluate_lives(dir, cfg)?;
+pub fn evaluate(dir: &Path, opts: &RtfOptions<'_>) -> Result<(String, String)> {
+    let (rows, trace, _) = evaluate_lives(dir, opts)?;
     Ok((rows, trace))
 }
 
+/// One snapshot through the gateway.
+struct Step {
+    health: Option<HealthReport>,
+    /// The asset's active alert level after the snapshot.
+    level: Option<Level>,
+    /// An alert raised by this snapshot.
+    raised: bool,
+}
+
+/// A bearing's snapshots as the gateway meets them: sampling-plan frame, then each snapshot as a
+/// burst of frames (flags, sequence numbers and sensor timestamps as a snapshot sensor sends
+/// them), through the agent's assembler, feature stage, scorer (model, baseline, diagnosis,
+/// health) and alert engine.
+fn run_bearing(
+    b: &Bearing,
+    samples: &[f32],
+    times: &[f64],
+    opts: &RtfOptions<'_>,
+) -> Result<Vec<Step>> {
+    const SENSOR: u32 = 1;
+    let asset = b.name.clone();
+    let interval_s = if times.len() > 1 {
+        (times[times.len() - 1] - times[0]) / (times.len() - 1) as f64
+    } else {
+        10.0
+    };
+    let plan = SamplingMode::Burst {
+        samples: b.snapshot_len as u32,
+        period_ms: (interval_s * 1000.0).round().max(1.0) as u32,
+    };
+    let mut assembler = Assembler::new(&AssemblerConfig {
+        window: WindowConfig::default(),
+        reorder_max_frames: 16,
+        reorder_wait_ms: 500,
+        sensor_assets: BTreeMap::from([(SENSOR, asset.clone())]),
+        assets: vec![asset.clone()],
+        shaft_hz: BTreeMap::from([(asset.clone(), b.rpm / 60.0)]),
+        temperature: TemperatureTrendConfig::default(),
+        sampling: BTreeMap::from([(SENSOR, plan)]),
+    });
+    let mut stage = FeatureStage::new(
+        &AnalysisConfig {
+            features: FeatureConfig::default(),
+            baseline: BaselineConfig::default(),
+            alerts: opts.alerts.clone(),
+            diagnosis: DiagnosisConfig::default(),
+            health: opts.health,
+            window: WindowConfig::default(),
+            data_dir: None,
+            assets: vec![AnalyzedAsset {
+                id: asset.clone(),
+                context: MachineContext {
+                    shaft_hz: b.rpm / 60.0,
+                    orders: b.orders,
+                },
+                zone_limits: None,
+            }],
+        },
+        (opts.classifier)(),
+    );
+    // A sensor whose range fits the recording: full scale at its largest sample.
+    let full_scale = samples.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+    let scale = full_scale / f32::from(i16::MAX);
+    let source: std::sync::Arc<str> = std::sync::Arc::from("eval-rtf");
+    let mut sequence = 0u32;
+    let mut frame = |timestamp_us: u64, payload: Payload| {
+        let f = Frame {
+            header: Header {
+                sensor_id: SENSOR,
+                sequence,
+                timestamp_us,
+            },
+            payload,
+        };
+        sequence = sequence.wrapping_add(1);
+        f
+    };
+    let mut windows = Vec::new();
+    assembler.on_ingest(
+        Ingest {
+            source: source.clone(),
+            frame: frame(0, Payload::Sampling(plan)),
+            received_ms: 0,
+        },
+        &mut windows,
+    );
+    let per_block = MAX_VIBRATION_SAMPLES;
+    let mut steps = Vec::with_capacity(times.len());
+    for (k, (snapshot, &t)) in samples.chunks_exact(b.snapshot_len).zip(times).enumerate() {
+        let start_us = (t * 1e6).round() as u64;
+        let received_ms = start_us / 1000;
+        let blocks = snapshot.len().div_ceil(per_block);
+        for (j, chunk) in snapshot.chunks(per_block).enumerate() {
+            let mut q = edgewatch_protocol::heapless::Vec::new();
+            for &g in chunk {
+                // `as` saturates, as an ADC clips.
+                let _ = q.push((g / scale).round() as i16);
+            }
+            let ts = start_us + ((j * per_block) as f64 * 1e6 / b.sample_rate_hz).round() as u64;
+            let block = VibrationBlock {
+                flags: BlockFlags::burst(j == 0, j + 1 == blocks),
+                sample_rate_hz: b.sample_rate_hz as f32,
+                axes: 1,
+                scale_g_per_lsb: scale,
+                samples: q,
+            };
+            assembler.on_ingest(
+                Ingest {
+                    source: source.clone(),
+                    frame: frame(ts, Payload::Vibration(block)),
+                    received_ms,
+                },
+                &mut windows,
+            );
+        }
+        if windows.len() != 1 {
+            bail!(
+                "{}: snapshot {k} made {} windows, not one",
+                b.name,
+                windows.len()
+            );
+        }
+        let w = windows.pop().expect("one window");
+        let report = stage
+            .process(w, received_ms)
+            .with_context(|| format!("{}: snapshot {k} was not analysed", b.name))?;
+        steps.push(Step {
+            health: report.assessment.health,
+            level: report.assessment.active_alert,
+            raised: report
+                .alert
+                .as_ref()
+                .is_some_and(|a| a.transition == Transition::Raised),
+        });
+    }
+    Ok(steps)
+}
+
 /// [`evaluate`], with each bearing's [`Life`] for [`phm_scores`].
-pub fn evaluate_lives(dir: &Path, cfg: &HealthConfig) -> Result<(String, String, Vec<Life>)> {
+pub fn evaluate_lives(dir: &Path, opts: &RtfOptions<'_>) -> Result<(String, String, Vec<Life>)> {
     let mut lives = Vec::new();
     let index = std::fs::read_to_string(dir.join("index.csv"))
         .with_context(|| format!("reading {}", dir.join("index.csv").display()))?;
@@ -207,57 +391,37 @@ pub fn evaluate_lives(dir: &Path, cfg: &HealthConfig) -> Result<(String, String,
                 b.n_snapshots
             );
         }
-        let mut extractor =
-            FeatureExtractor::new(b.snapshot_len, b.sample_rate_hz, &FeatureConfig::default())
-                .with_context(|| format!("{}: snapshot of {} samples", b.name, b.snapshot_len))?;
-        let ctx = MachineContext {
-            shaft_hz: b.rpm / 60.0,
-            orders: b.orders,
-        };
-        let mut tracker = HealthTracker::new(*cfg);
+        let steps = run_bearing(&b, &samples, &times, opts)?;
         let mut life = Life {
             bearing: b.name.clone(),
             life_s: b.life_s,
             estimates: Vec::with_capacity(b.n_snapshots),
         };
-        let (mut first_alert, mut first_half_alerts, mut max_level) = (None, 0, "normal");
-        for (k, (snapshot, &t)) in samples.chunks_exact(b.snapshot_len).zip(&times).enumerate() {
-            let f = extractor
-                .extract(snapshot, &ctx)
-                .with_context(|| format!("{}: snapshot {k}", b.name))?;
-            let s = tracker.observe(t, f.rms_g);
-            life.estimates
-                .push((t, s.rul.map(|r| r.rul_s).filter(|v| v.is_finite())));
-            let level = match s.stage {
-                Stage::Commissioning | Stage::Healthy => "normal",
-                Stage::Degrading => "warning",
-                Stage::Failed => "critical",
-            };
-            if level != "normal" && first_alert.is_none() {
-                first_alert = Some(t);
+        let (mut first_alert, mut first_half_alerts, mut max_level) = (None, 0, Level::Normal);
+        for (k, (s, &t)) in steps.iter().zip(&times).enumerate() {
+            let rul = s.health.and_then(|h| h.rul_s);
+            life.estimates.push((t, rul));
+            let level = s.level.unwrap_or(Level::Normal);
+            if s.raised {
+                first_alert.get_or_insert(t);
                 if t < 0.5 * b.life_s {
                     first_half_alerts += 1;
                 }
             }
-            if level == "critical" || (level == "warning" && max_level == "normal") {
-                max_level = level;
-            }
+            max_level = max_level.max(level);
+            let fmt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.0}"));
             let (r, lo, hi) = s
-                .rul
-                .map_or((String::new(), String::new(), String::new()), |r| {
-                    let fmt = |v: f64| {
-                        if v.is_finite() {
-                            format!("{v:.0}")
-                        } else {
-                            String::new()
-                        }
-                    };
-                    (fmt(r.rul_s), fmt(r.low_s), fmt(r.high_s))
-                });
+                .health
+                .map_or((None, None, None), |h| (h.rul_s, h.rul_low_s, h.rul_high_s));
             writeln!(
                 trace,
-                "{},{k},{t:.1},{:.4},{level},{r},{lo},{hi}",
-                b.name, s.health
+                "{},{k},{t:.1},{:.4},{},{},{},{}",
+                b.name,
+                s.health.map_or(0.0, |h| h.indicator),
+                level_name(level),
+                fmt(r),
+                fmt(lo),
+                fmt(hi)
             )
             .expect("writing to a String");
         }
@@ -266,13 +430,24 @@ pub fn evaluate_lives(dir: &Path, cfg: &HealthConfig) -> Result<(String, String,
         });
         writeln!(
             rows,
-            "{},{},{:.0},{alert},{lead},{first_half_alerts},{max_level}",
-            b.name, b.n_snapshots, b.life_s
+            "{},{},{:.0},{alert},{lead},{first_half_alerts},{}",
+            b.name,
+            b.n_snapshots,
+            b.life_s,
+            level_name(max_level)
         )
         .expect("writing to a String");
         lives.push(life);
     }
     Ok((rows, trace, lives))
+}
+
+fn level_name(l: Level) -> &'static str {
+    match l {
+        Level::Normal => "normal",
+        Level::Warning => "warning",
+        Level::Critical => "critical",
+    }
 }
 
 #[cfg(test)]
@@ -318,11 +493,12 @@ mod tests {
         let mut state = 7u64;
         for k in 0..n {
             let t = k as f64 * 30.0;
-            // Healthy for 6000 s, then growing tenfold by the end (8970 s).
+            // Healthy for 6000 s, then growing twentyfold by the end (8970 s): past the failure
+            // level (ten times) for the alert engine's three windows before the end.
             let gain = if t < 6000.0 {
                 1.0
             } else {
-                (f64::ln(12.0) * (t - 6000.0) / 2970.0).exp()
+                (f64::ln(20.0) * (t - 6000.0) / 2970.0).exp()
             };
             for _ in 0..len {
                 state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
@@ -340,7 +516,11 @@ mod tests {
              B,1,1800,4000,25600,2560,300,30,8970,7.39,5.61,3.59,0.43,B_h.f32,B_v.f32,B_times.csv\n",
         )
         .unwrap();
-        let (rows, trace) = evaluate(dir.path(), &HealthConfig::default()).unwrap();
+        let (rows, trace) = evaluate(
+            dir.path(),
+            &RtfOptions::without_model(HealthConfig::default()),
+        )
+        .unwrap();
         let row: Vec<&str> = rows.lines().nth(1).unwrap().split(',').collect();
         assert_eq!(row[0], "B");
         let first_alert: f64 = row[3].parse().expect("alerted");
