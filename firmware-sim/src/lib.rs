@@ -26,6 +26,12 @@ impl SignalSource for AssetSim {
     fn temperature_c(&mut self, t_s: f64) -> Option<f64> {
         Some(self.temperature_at(t_s))
     }
+
+    /// Exact for gaps up to [`physics::scenario::EXACT_SKIP_MAX_S`], fast-forwarded beyond.
+    fn skip(&mut self, samples_per_axis: usize, _axes: usize) -> bool {
+        AssetSim::skip(self, samples_per_axis as u64);
+        true
+    }
 }
 
 /// One sensor node per asset of a validated scenario.

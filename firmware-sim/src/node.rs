@@ -22,7 +22,9 @@ pub trait SignalSource: Send {
     /// Passes over the next `samples_per_axis` samples (a snapshot sensor asleep between
     /// bursts); returns false when the source is exhausted. The default synthesises and
     /// discards them, so the source's time, its rotating phases and its fault timeline go on
-    /// exactly as if they had been sent.
+    /// exactly as if they had been sent; sources override it when they can move on without
+    /// making every sample ([`AssetSim`](crate::physics::scenario::AssetSim) for long gaps, a
+    /// [`Recording`](crate::replay::Recording) always).
     fn skip(&mut self, samples_per_axis: usize, axes: usize) -> bool {
         let mut scratch = vec![0.0f32; 1024 * axes.max(1)];
         let mut left = samples_per_axis;

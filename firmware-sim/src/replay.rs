@@ -114,6 +114,23 @@ impl SignalSource for Recording {
     fn temperature_c(&mut self, _t_s: f64) -> Option<f64> {
         None
     }
+
+    /// The recording is the machine's own continuous signal: a snapshot replay sends the
+    /// samples at the burst times and passes over those between, wrapping around when
+    /// looping; false once the end is passed.
+    fn skip(&mut self, samples_per_axis: usize, _axes: usize) -> bool {
+        let end = self.position.saturating_add(samples_per_axis);
+        if end <= self.samples.len() {
+            self.position = end;
+            true
+        } else if self.looping {
+            self.position = end % self.samples.len();
+            true
+        } else {
+            self.position = self.samples.len();
+            false
+        }
+    }
 }
 
 #[cfg(test)]
@@ -141,6 +158,24 @@ mod tests {
         assert!(r.next_vibration(&mut block));
         assert!(r.next_vibration(&mut block));
         assert_eq!(block, [0.0, 0.5, 1.0, 1.5]);
+    }
+
+    #[test]
+    fn a_skip_passes_over_samples_and_wraps_only_when_looping() {
+        let bytes: Vec<u8> = (0..10).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        let mut r = Recording::from_bytes(&bytes, SampleFormat::F32, 1.0).unwrap();
+        let mut block = [0.0; 2];
+        assert!(r.skip(3, 1));
+        assert!(r.next_vibration(&mut block));
+        assert_eq!(block, [3.0, 4.0]);
+        assert!(!r.skip(6, 1), "passes the end");
+        assert!(!r.next_vibration(&mut block));
+        let mut looping = Recording::from_bytes(&bytes, SampleFormat::F32, 1.0)
+            .unwrap()
+            .looping(true);
+        assert!(looping.skip(23, 1));
+        assert!(looping.next_vibration(&mut block));
+        assert_eq!(block, [3.0, 4.0]);
     }
 
     #[test]

@@ -58,7 +58,10 @@ pub fn config_for(scenario: &Scenario, device: PathBuf, opts: &DemoOptions) -> C
                 bearing: a.machine.bearing,
                 sensors: vec![a.sensor_id],
                 severity: None,
-                burst: None,
+                burst: scenario.burst.map(|b| edgewatch_agent::config::BurstPlan {
+                    samples: u32::try_from(b.samples).unwrap_or(u32::MAX),
+                    period_s: b.period_s,
+                }),
             })
             .collect(),
         window: Default::default(),

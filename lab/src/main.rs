@@ -94,6 +94,9 @@ enum Cmd {
         /// Run the agent without a classifier.
         #[arg(long)]
         no_model: bool,
+        /// `[health] corroborated_onset = true`: two supporting indicators may declare onset.
+        #[arg(long)]
+        corroborated_onset: bool,
     },
     /// Run recordings (a folder with index.csv and raw f32 files) through the feature code and
     /// print the envelope peak height at each labelled fault frequency, per class.
@@ -265,6 +268,7 @@ fn main() -> Result<ExitCode> {
             model,
             variant,
             no_model,
+            corroborated_onset,
         } => {
             let source = model.map_or(ModelSource::Builtin, ModelSource::File);
             let shared = if no_model {
@@ -282,7 +286,10 @@ fn main() -> Result<ExitCode> {
             let (rows, snapshots, lives) = edgewatch_lab::rtf::evaluate_lives(
                 &data,
                 &edgewatch_lab::rtf::RtfOptions {
-                    health: edgewatch_agent::analyze::health::HealthConfig::default(),
+                    health: edgewatch_agent::analyze::health::HealthConfig {
+                        corroborated_onset,
+                        ..Default::default()
+                    },
                     alerts: edgewatch_agent::analyze::alert::AlertConfig::default(),
                     classifier: &factory,
                 },

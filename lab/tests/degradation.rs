@@ -139,6 +139,19 @@ fn degrade(classifier: Option<Box<dyn Classify>>) -> Run {
         })
         .collect();
     eprintln!("{summary:#?}");
+    // The alert is sent again when its sensor's health enters degradation (and failure): same
+    // id, the health in its finding.
+    let (updates, events): (Vec<_>, Vec<_>) = events
+        .into_iter()
+        .partition(|(_, e)| e.transition == Transition::Updated);
+    for (_, u) in &updates {
+        assert_eq!(u.id, events[0].1.id, "{summary:#?}");
+        let stage = u.finding.health.map(|h| h.stage);
+        assert!(
+            stage >= Some(edgewatch_agent::analyze::health::Stage::Degrading),
+            "{summary:#?}"
+        );
+    }
     assert_eq!(events.len(), 2, "{summary:#?}");
     let (t_raise, raised) = &events[0];
     let (t_escalate, escalated) = &events[1];

@@ -9,13 +9,28 @@
 //! and sensors of any level. It is smoothed by an exponential moving average (weight
 //! `smoothing` for the newest observation).
 //!
+//! Three more indicators are tracked the same way, each as the log of its value over its own
+//! commissioning median, so all are unitless and 0 while as commissioned:
+//!
+//! - `hf`: the RMS above 1 kHz (the bands where bearing impacts ring the structure), which rises
+//!   before the overall RMS does when a defect starts;
+//! - `envelope`: the strongest bearing line family's score (its dB over the envelope spectrum's
+//!   background, as a log amplitude: `dB · ln 10 / 20`), its spread taken as at least 3 dB
+//!   (half a healthy window's chance line);
+//! - `kurtosis`: the log of the window's kurtosis (impulsiveness).
+//!
 //! # Onset
 //!
-//! A one-sided CUSUM on the smoothed indicator in units of the commissioning spread: with
-//! `z = (hi_smoothed − m₀) / σ₀` (`m₀`, `σ₀` the median and 1.4826 × median absolute deviation
-//! of the commissioning indicators, `σ₀` at least `min_sigma`), `S ← max(0, S + z − drift)`;
-//! degradation has begun when `S ≥ threshold`. Healthy noise averages `z ≈ 0`, so `S` stays
-//! near 0; a sustained rise of a few σ reaches the threshold in a few observations. Onset is
+//! A one-sided CUSUM on each smoothed indicator in units of its commissioning spread: with
+//! `z = (x_smoothed − m₀) / σ₀` (`m₀`, `σ₀` the median and 1.4826 × median absolute deviation
+//! of the commissioning values, `σ₀` at least `min_sigma`), `S ← max(0, S + z − drift)`; an
+//! indicator has risen when `S ≥ threshold` (latched). Healthy noise averages `z ≈ 0`, so `S`
+//! stays near 0; a sustained rise of a few σ reaches the threshold in a few observations.
+//! Degradation has begun when the health indicator (RMS) has risen. With `corroborated_onset`
+//! also when two of the three others have (each alone moves for reasons other than wear: a new
+//! duty point, a passing impact, a line that comes and goes). That is off by default: on the
+//! FEMTO bearings it declared onset at 21 % of one bearing's life while its RMS was flat. The
+//! supporting indicators are reported either way (`indicators`, with which have risen). Onset is
 //! latched: it is a property of the bearing's life, not of one window.
 //!
 //! # Remaining life
@@ -59,6 +74,10 @@ pub struct HealthConfig {
     pub min_excess: f64,
     /// Least points in the fit for an estimate.
     pub min_fit_points: usize,
+    /// Also declare onset when two supporting indicators (RMS above 1 kHz, envelope line
+    /// family, kurtosis) have risen together, the RMS not yet. Off by default: on the FEMTO
+    /// bearings it called onset at 21 % of one bearing's life on a flat RMS (docs/model.md).
+    pub corroborated_onset: bool,
 }
 
 impl Default for HealthConfig {
@@ -72,6 +91,7 @@ impl Default for HealthConfig {
             failure_hi: std::f64::consts::LN_10,
             min_excess: 0.02,
             min_fit_points: 5,
+            corroborated_onset: false,
         }
     }
 }
@@ -153,6 +173,10 @@ pub struct HealthState {
     pub onset_s: Option<f64>,
     /// Remaining life, from onset on.
     pub rul: Option<Rul>,
+    /// The supporting indicators.
+    pub indicators: Indicators,
+    /// What declared the onset.
+    pub onset_by: Option<OnsetBy>,
 }
 
 /// What alerts, summaries and window reports carry of a sensor's health: JSON-friendly (no
@@ -175,6 +199,12 @@ pub struct HealthReport {
     pub rul_low_s: Option<f64>,
     /// Upper end of its interval, s (none: unbounded).
     pub rul_high_s: Option<f64>,
+    /// The supporting indicators.
+    #[serde(default)]
+    pub indicators: Indicators,
+    /// What declared the onset.
+    #[serde(default)]
+    pub onset_by: Option<OnsetBy>,
 }
 
 impl From<HealthState> for HealthReport {
@@ -189,6 +219,8 @@ impl From<HealthState> for HealthReport {
             rul_s: h.rul.and_then(|r| finite(r.rul_s)),
             rul_low_s: h.rul.and_then(|r| finite(r.low_s)),
             rul_high_s: h.rul.and_then(|r| finite(r.high_s)),
+            indicators: h.indicators,
+            onset_by: h.onset_by,
         }
     }
 }
@@ -261,17 +293,109 @@ impl OnlineFit {
     }
 }
 
+/// What one window says of a sensor's health: the RMS, and what else the window has.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation {
+    /// RMS acceleration, g.
+    pub rms_g: f64,
+    /// RMS above 1 kHz, g.
+    pub hf_rms_g: Option<f64>,
+    /// The strongest bearing line family's score, dB over background.
+    pub envelope_db: Option<f64>,
+    /// Kurtosis.
+    pub kurtosis: Option<f64>,
+}
+
+impl Observation {
+    /// An observation of the RMS alone.
+    pub fn rms(rms_g: f64) -> Self {
+        Self {
+            rms_g,
+            hf_rms_g: None,
+            envelope_db: None,
+            kurtosis: None,
+        }
+    }
+}
+
+/// The supporting indicators after one observation: each smoothed, as the log of its value over
+/// its commissioning median (0 until commissioned, or when not observed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Indicators {
+    /// RMS above 1 kHz.
+    pub hf: f64,
+    /// Strongest bearing line family, as a log amplitude.
+    pub envelope: f64,
+    /// Kurtosis.
+    pub kurtosis: f64,
+    /// Which of them have risen (CUSUM at the threshold, latched), in that order.
+    pub risen: [bool; 3],
+}
+
+/// What declared the onset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnsetBy {
+    /// The health indicator (RMS).
+    Rms,
+    /// Two of the supporting indicators together.
+    Corroborated,
+}
+
+/// One indicator's commissioning reference, smoothing and CUSUM.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Channel {
+    commissioning: Vec<f64>,
+    /// Median and spread of the commissioning values, once learned.
+    reference: Option<(f64, f64)>,
+    /// Smoothed value minus the reference median.
+    smoothed: f64,
+    cusum: f64,
+    risen: bool,
+}
+
+impl Channel {
+    /// Adds a value (a log; NaN: not observed), its commissioning spread at least `min_sigma`;
+    /// returns the smoothed excess once commissioned.
+    fn push(&mut self, x: f64, cfg: &HealthConfig, min_sigma: f64) -> Option<f64> {
+        let Some((median0, sigma)) = self.reference else {
+            if x.is_finite() {
+                self.commissioning.push(x);
+            }
+            if self.commissioning.len() >= cfg.commissioning {
+                let m = median(&mut self.commissioning.clone());
+                let mut dev: Vec<f64> = self.commissioning.iter().map(|v| (v - m).abs()).collect();
+                let sigma = (1.4826 * median(&mut dev)).max(min_sigma);
+                self.reference = Some((m, sigma));
+                self.smoothed = 0.0;
+                // The reference is all that is kept of commissioning.
+                self.commissioning = Vec::new();
+            }
+            return None;
+        };
+        if x.is_finite() {
+            let a = cfg.smoothing;
+            self.smoothed = a * (x - median0) + (1.0 - a) * self.smoothed;
+            self.cusum = (self.cusum + self.smoothed / sigma - cfg.drift).max(0.0);
+            if self.cusum >= cfg.threshold {
+                self.risen = true;
+            }
+        }
+        Some(self.smoothed)
+    }
+}
+
 /// One sensor's health over its life. Serializable, so the agent keeps it across restarts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HealthTracker {
     #[serde(skip)]
     cfg: HealthConfig,
-    commissioning_rms: Vec<f64>,
-    reference: Option<Reference>,
-    smoothed: f64,
-    cusum: f64,
-    /// Time and smoothed indicator at onset.
-    onset: Option<(f64, f64)>,
+    /// `ln` RMS: the health indicator.
+    rms: Channel,
+    /// `ln` RMS above 1 kHz, `ln` line-family amplitude, `ln` kurtosis.
+    support: [Channel; 3],
+    /// Time, smoothed health indicator and cause at onset.
+    onset: Option<(f64, f64, OnsetBy)>,
     /// Fit of `ln(hi − hi_onset)` on time since onset.
     fit: OnlineFit,
     /// Time since onset of the latest observation.
@@ -285,22 +409,13 @@ pub struct HealthTracker {
     last: Option<HealthState>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct Reference {
-    rms: f64,
-    median: f64,
-    sigma: f64,
-}
-
 impl HealthTracker {
     /// A tracker that has seen nothing.
     pub fn new(cfg: HealthConfig) -> Self {
         Self {
             cfg,
-            commissioning_rms: Vec::with_capacity(cfg.commissioning),
-            reference: None,
-            smoothed: 0.0,
-            cusum: 0.0,
+            rms: Channel::default(),
+            support: Default::default(),
             onset: None,
             fit: OnlineFit::default(),
             since_onset_s: 0.0,
@@ -320,6 +435,11 @@ impl HealthTracker {
     /// sensor's). A clock that goes back (a sensor that restarted) is joined on where it was, so
     /// the tracker's timeline never runs backwards; memory stays constant.
     pub fn observe(&mut self, t_s: f64, rms_g: f64) -> HealthState {
+        self.observe_with(t_s, &Observation::rms(rms_g))
+    }
+
+    /// [`Self::observe`] with the supporting indicators a window has.
+    pub fn observe_with(&mut self, t_s: f64, o: &Observation) -> HealthState {
         if let Some(last) = self.last_input_s
             && t_s + self.offset_s < last
         {
@@ -327,22 +447,43 @@ impl HealthTracker {
         }
         let t_s = t_s + self.offset_s;
         self.last_input_s = Some(t_s);
-        let state = self.step(t_s, rms_g);
+        let state = self.step(t_s, o);
         self.last = Some(state);
         state
     }
 
-    fn step(&mut self, t_s: f64, rms_g: f64) -> HealthState {
-        let rms_g = if rms_g.is_finite() {
-            rms_g.max(1e-12)
-        } else {
-            1e-12
-        };
-        let Some(r) = self.reference else {
-            self.commissioning_rms.push(rms_g);
-            if self.commissioning_rms.len() >= self.cfg.commissioning {
-                self.commission();
+    fn step(&mut self, t_s: f64, o: &Observation) -> HealthState {
+        let ln = |v: f64| {
+            if v.is_finite() {
+                v.max(1e-12).ln()
+            } else {
+                f64::NAN
             }
+        };
+        let cfg = self.cfg;
+        let support_x = [
+            o.hf_rms_g.map_or(f64::NAN, ln),
+            o.envelope_db
+                .map_or(f64::NAN, |db| db * std::f64::consts::LN_10 / 20.0),
+            o.kurtosis.map_or(f64::NAN, ln),
+        ];
+        let mut indicators = Indicators::default();
+        let mut values = [0.0; 3];
+        // A healthy envelope spectrum's strongest family reads 0 in most windows and a chance
+        // line of about 6 dB in others (docs/features.md, "Line families"): its spread is at
+        // least half of that, 3 dB, whatever commissioning happened to see.
+        let min_sigma = [
+            cfg.min_sigma,
+            cfg.min_sigma.max(3.0 * std::f64::consts::LN_10 / 20.0),
+            cfg.min_sigma,
+        ];
+        for (k, (c, x)) in self.support.iter_mut().zip(support_x).enumerate() {
+            values[k] = c.push(x, &cfg, min_sigma[k]).unwrap_or(0.0);
+            indicators.risen[k] = c.risen;
+        }
+        [indicators.hf, indicators.envelope, indicators.kurtosis] = values;
+        let rms = if o.rms_g.is_finite() { o.rms_g } else { 1e-12 };
+        let Some(hi) = self.rms.push(ln(rms), &cfg, cfg.min_sigma) else {
             return HealthState {
                 t_s,
                 health: 0.0,
@@ -350,31 +491,38 @@ impl HealthTracker {
                 stage: Stage::Commissioning,
                 onset_s: None,
                 rul: None,
+                indicators,
+                onset_by: None,
             };
         };
-        let hi = (rms_g / r.rms).ln();
-        let a = self.cfg.smoothing;
-        self.smoothed = a * hi + (1.0 - a) * self.smoothed;
-        let z = (self.smoothed - r.median) / r.sigma;
-        self.cusum = (self.cusum + z - self.cfg.drift).max(0.0);
-        if self.onset.is_none() && self.cusum >= self.cfg.threshold {
-            self.onset = Some((t_s, self.smoothed));
+        if self.onset.is_none() {
+            let by = if self.rms.risen {
+                Some(OnsetBy::Rms)
+            } else if cfg.corroborated_onset && indicators.risen.iter().filter(|r| **r).count() >= 2
+            {
+                Some(OnsetBy::Corroborated)
+            } else {
+                None
+            };
+            if let Some(by) = by {
+                self.onset = Some((t_s, hi, by));
+            }
         }
-        if self.smoothed >= self.cfg.failure_hi {
+        if hi >= cfg.failure_hi {
             self.failed = true;
         }
-        let rul = self.onset.and_then(|(t0, hi0)| {
-            let (dt, excess) = (t_s - t0, self.smoothed - hi0);
+        let rul = self.onset.and_then(|(t0, hi0, _)| {
+            let (dt, excess) = (t_s - t0, hi - hi0);
             self.since_onset_s = dt;
-            if excess >= self.cfg.min_excess {
+            if excess >= cfg.min_excess {
                 self.fit.add(dt, excess.ln());
             }
             self.remaining_life(hi0)
         });
         HealthState {
             t_s,
-            health: self.smoothed,
-            cusum: self.cusum,
+            health: hi,
+            cusum: self.rms.cusum,
             stage: if self.failed {
                 Stage::Failed
             } else if self.onset.is_some() {
@@ -384,27 +532,9 @@ impl HealthTracker {
             },
             onset_s: self.onset.map(|o| o.0),
             rul,
+            indicators,
+            onset_by: self.onset.map(|o| o.2),
         }
-    }
-
-    fn commission(&mut self) {
-        let rms = median(&mut self.commissioning_rms.clone());
-        let mut his: Vec<f64> = self
-            .commissioning_rms
-            .iter()
-            .map(|x| (x / rms).ln())
-            .collect();
-        let m = median(&mut his);
-        let mut dev: Vec<f64> = his.iter().map(|h| (h - m).abs()).collect();
-        let sigma = (1.4826 * median(&mut dev)).max(self.cfg.min_sigma);
-        self.reference = Some(Reference {
-            rms,
-            median: m,
-            sigma,
-        });
-        self.smoothed = m;
-        // The reference is all that is kept of commissioning.
-        self.commissioning_rms = Vec::new();
     }
 
     /// Least-squares exponential growth through the points since onset, extrapolated to the
@@ -508,7 +638,7 @@ impl HealthTracker {
 }
 
 /// Version of the stored tracker.
-const HEALTH_FORMAT: u32 = 1;
+const HEALTH_FORMAT: u32 = 2;
 
 #[derive(Serialize)]
 struct Persisted<'a> {
@@ -629,6 +759,69 @@ mod tests {
         );
         std::fs::write(&path, b"{\"format\": 99, \"tracker\": {}}").unwrap();
         assert!(HealthTracker::load(&path, cfg).is_err());
+    }
+
+    #[test]
+    fn two_supporting_indicators_together_declare_onset_when_asked_one_alone_never() {
+        let run = |hf_grows: bool, kurtosis_grows: bool| {
+            let mut t = HealthTracker::new(HealthConfig {
+                corroborated_onset: true,
+                ..HealthConfig::default()
+            });
+            let mut last = None;
+            for i in 0..400 {
+                let grow = if i < 200 {
+                    1.0
+                } else {
+                    1.0 + 0.01 * (i - 200) as f64
+                };
+                // A healthy envelope: no line in most windows, a 6 dB chance line in every
+                // third; the RMS steady throughout.
+                let o = Observation {
+                    rms_g: 0.4 * wobble(i, 0.05),
+                    hf_rms_g: Some(0.1 * wobble(i + 7, 0.05) * if hf_grows { grow } else { 1.0 }),
+                    envelope_db: Some(if i % 3 == 0 { 6.0 } else { 0.0 }),
+                    kurtosis: Some(
+                        3.0 * wobble(i + 3, 0.05) * if kurtosis_grows { grow } else { 1.0 },
+                    ),
+                };
+                last = Some(t.observe_with(i as f64, &o));
+            }
+            last.unwrap()
+        };
+        let both = run(true, true);
+        assert_eq!(both.onset_by, Some(OnsetBy::Corroborated), "{both:?}");
+        // By default the same rise is reported, not called onset.
+        let mut t = HealthTracker::new(HealthConfig::default());
+        let mut state = None;
+        for i in 0..400 {
+            let grow = if i < 200 {
+                1.0
+            } else {
+                1.0 + 0.01 * (i - 200) as f64
+            };
+            state = Some(t.observe_with(
+                i as f64,
+                &Observation {
+                    rms_g: 0.4 * wobble(i, 0.05),
+                    hf_rms_g: Some(0.1 * grow),
+                    envelope_db: None,
+                    kurtosis: Some(3.0 * grow),
+                },
+            ));
+        }
+        let state = state.unwrap();
+        assert_eq!(state.onset_s, None);
+        assert_eq!(state.indicators.risen, [true, false, true]);
+        assert!(both.onset_s.unwrap() > 200.0);
+        assert_eq!(both.indicators.risen, [true, false, true]);
+        for one in [run(true, false), run(false, true), run(false, false)] {
+            assert_eq!(one.onset_s, None, "{one:?}");
+            assert!(
+                !one.indicators.risen[1],
+                "chance envelope lines never rise: {one:?}"
+            );
+        }
     }
 
     #[test]

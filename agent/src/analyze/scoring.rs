@@ -11,7 +11,7 @@ use crate::analyze::alert::{
 use crate::analyze::baseline::{AssetBaseline, Baseline, BaselineConfig, Call};
 use crate::analyze::diagnosis::{Diagnoser, Diagnosis, DiagnosisConfig};
 use crate::analyze::features::{FEATURE_NAMES, Features};
-use crate::analyze::health::{HealthConfig, HealthReport, HealthTracker, Stage};
+use crate::analyze::health::{HealthConfig, HealthReport, HealthTracker, Observation, Stage};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -138,7 +138,7 @@ impl Scorer {
     /// Feeds a window's RMS to its sensor axis's health tracker (loaded from `data_dir` the first
     /// time, saved on every change of stage and every few minutes).
     /// Also says whether the sensor axis just entered a stage of degradation (onset or failure).
-    fn observe_health(&mut self, w: WindowRef<'_>, rms_g: f64) -> (HealthReport, bool) {
+    fn observe_health(&mut self, w: WindowRef<'_>, f: &Features) -> (HealthReport, bool) {
         let cfg = self.health_cfg;
         let data_dir = self.data_dir.clone();
         let h = self
@@ -179,7 +179,21 @@ impl Scorer {
                     stage,
                 }
             });
-        let state = h.tracker.observe(w.end_us as f64 / 1e6, rms_g);
+        let hf = f.band_rms_g[1..].iter().map(|b| b * b).sum::<f64>().sqrt();
+        let families = &f.envelope.families;
+        let envelope_db = [families.outer, families.inner, families.ball]
+            .iter()
+            .map(|e| e.score_db)
+            .fold(0.0, f64::max);
+        let state = h.tracker.observe_with(
+            w.end_us as f64 / 1e6,
+            &Observation {
+                rms_g: f.rms_g,
+                hf_rms_g: Some(hf),
+                envelope_db: Some(envelope_db),
+                kurtosis: Some(f.kurtosis),
+            },
+        );
         let report = HealthReport::from(state);
         if h.stage != Some(state.stage) {
             if state.stage >= Stage::Degrading {
@@ -362,7 +376,7 @@ impl Scorer {
             .entry((w.asset.to_string(), w.sensor_id))
             .or_insert_with(|| Diagnoser::new(diagnosis_cfg))
             .observe(&features.envelope.families);
-        let (health, degraded_now) = self.observe_health(w, features.rms_g);
+        let (health, degraded_now) = self.observe_health(w, features);
         let evidence = Evidence {
             features,
             health: Some(health),

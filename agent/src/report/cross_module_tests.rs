@@ -85,6 +85,13 @@ fn report(asset: &str, sensor: u32, start_us: u64, velocity: f64, level: Level) 
                 rul_s: Some(3600.0),
                 rul_low_s: Some(1200.0),
                 rul_high_s: None,
+                indicators: crate::analyze::health::Indicators {
+                    hf: 0.6,
+                    envelope: 1.2,
+                    kurtosis: 0.3,
+                    risen: [true, true, false],
+                },
+                onset_by: Some(crate::analyze::health::OnsetBy::Rms),
             }),
         },
         alert: None,
@@ -180,6 +187,13 @@ fn every_kind_of_message_matches_its_schema() {
                 rul_s: Some(3600.0),
                 rul_low_s: Some(1200.0),
                 rul_high_s: None,
+                indicators: crate::analyze::health::Indicators {
+                    hf: 0.6,
+                    envelope: 1.2,
+                    kurtosis: 0.3,
+                    risen: [true, true, false],
+                },
+                onset_by: Some(crate::analyze::health::OnsetBy::Rms),
             }),
         },
     };

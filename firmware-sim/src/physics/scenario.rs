@@ -11,6 +11,7 @@
 //! sample_rate_hz = 12800         # per axis
 //! block_size = 512               # samples per axis in one vibration frame
 //! axes = 1                       # 1..=3: radial horizontal, radial vertical, axial
+//! burst = { samples = 2560, period_s = 10.0 }   # optional: snapshot sensors (see below)
 //!
 //! [[asset]]
 //! id = "pump-1"
@@ -62,6 +63,18 @@
 //! wall clock, so pacing (real time on a device, as fast as possible in tests) is the driver's
 //! business. Each asset's random streams derive from the scenario seed and its `sensor_id`, so
 //! reordering assets or adding one does not change the others' data.
+//!
+//! # Snapshots
+//!
+//! With `burst`, every sensor sends `samples` contiguous samples per axis every `period_s`
+//! seconds (burst `k` starts at sample `round(k · period_s · sample_rate_hz)`) and nothing in
+//! between. The machine runs on between bursts: the node passes over the unsent samples with
+//! [`AssetSim::skip`], so faults grow along their timeline and the shaft, the cage and the
+//! bearing impacts keep their phases; nothing restarts at a burst. Gaps of up to
+//! [`EXACT_SKIP_MAX_S`] are synthesised and thrown away, so a burst holds exactly the samples
+//! a continuous sensor would have sent at that time; longer gaps are fast-forwarded
+//! ([`AssetSim::fast_forward`]) at a cost that does not grow with their length, the bursts
+//! after them being another random realisation of the same machine.
 
 use super::mix;
 use serde::{Deserialize, Serialize};
@@ -89,6 +102,11 @@ pub const DEFAULT_TEMPERATURE_INTERVAL_MS: u32 = 1000;
 pub const DEFAULT_STATUS_INTERVAL_MS: u32 = 10_000;
 /// Load fraction of a keyframe that does not state one: a typical duty point.
 pub const DEFAULT_LOAD: f64 = 0.8;
+/// Longest gap [`AssetSim::skip`] synthesises and discards, seconds of signal; longer gaps
+/// are fast-forwarded. A minute of one axis at 25.6 kHz takes tens of milliseconds to
+/// synthesise, so bursts a few seconds apart keep the exact stream at little cost, and a
+/// battery sensor's bursts minutes or hours apart cost no more than their own samples.
+pub const EXACT_SKIP_MAX_S: f64 = 60.0;
 
 /// A scenario that cannot be run.
 ///
@@ -301,6 +319,32 @@ impl AssetConfig {
             overheat: before.overheat + (after.overheat - before.overheat) * t,
             rpm: before.rpm + (after.rpm - before.rpm) * t,
         }
+    }
+
+    /// Shaft revolutions between signal times `from_s` and `to_s` (0 unless `to_s > from_s`):
+    /// the integral of the keyframe speed profile, which is linear between keyframes, so the
+    /// speed at the middle of each piece times its length is exact.
+    pub fn revolutions_between(&self, from_s: f64, to_s: f64) -> f64 {
+        // Also refuses NaN times.
+        if to_s.partial_cmp(&from_s) != Some(std::cmp::Ordering::Greater) {
+            return 0.0;
+        }
+        let mut revolutions = 0.0;
+        let mut start = from_s;
+        let breaks = self
+            .phases
+            .iter()
+            .map(|phase| phase.at_s)
+            .filter(|&at| at > from_s && at < to_s)
+            .chain(std::iter::once(to_s));
+        for end in breaks {
+            if end > start {
+                let middle = self.condition_at(0.5 * (start + end));
+                revolutions += middle.rpm / 60.0 * (end - start);
+                start = end;
+            }
+        }
+        revolutions
     }
 
     fn validate(&self, path: &str, sample_rate_hz: f64) -> Result<(), ScenarioError> {
@@ -877,12 +921,7 @@ impl AssetSim {
     pub fn next_vibration(&mut self, out: &mut [f32]) -> BlockInfo {
         let first_sample = self.synth.samples_generated();
         let t_start_s = self.synth.elapsed_s();
-        let condition = self.config.condition_at(t_start_s);
-        let samples_per_axis = out.len() / self.axes();
-        let t_end_s = (first_sample + samples_per_axis as u64) as f64 / self.sample_rate_hz();
-        let rpm_end = self.config.condition_at(t_end_s).rpm;
-        self.synth
-            .next_block_at_speed(&condition.faults, condition.rpm, rpm_end, out);
+        let condition = self.synthesise(out);
         let info = BlockInfo {
             sequence: self.blocks,
             first_sample,
@@ -893,6 +932,70 @@ impl AssetSim {
         };
         self.blocks += 1;
         info
+    }
+
+    /// The next samples as [`next_vibration`](Self::next_vibration) makes them, without
+    /// counting a block; returns the condition they were made under.
+    fn synthesise(&mut self, out: &mut [f32]) -> Condition {
+        let first_sample = self.synth.samples_generated();
+        let condition = self.config.condition_at(self.synth.elapsed_s());
+        let samples_per_axis = out.len() / self.axes();
+        let t_end_s = (first_sample + samples_per_axis as u64) as f64 / self.sample_rate_hz();
+        let rpm_end = self.config.condition_at(t_end_s).rpm;
+        self.synth
+            .next_block_at_speed(&condition.faults, condition.rpm, rpm_end, out);
+        condition
+    }
+
+    /// Synthesises the next `samples_per_axis` samples and throws them away, in pieces of
+    /// the block size as [`next_vibration`](Self::next_vibration) makes them.
+    fn discard(&mut self, samples_per_axis: u64) {
+        let mut scratch = vec![0.0f32; self.block_len()];
+        let mut left = samples_per_axis;
+        while left > 0 {
+            let n = left.min(self.block_size as u64) as usize;
+            self.synthesise(&mut scratch[..n * self.axes()]);
+            left -= n as u64;
+        }
+    }
+
+    /// Passes over the next `samples_per_axis` samples per axis (a snapshot sensor asleep
+    /// between bursts): the machine runs on, its faults follow their timeline, and the next
+    /// block starts that much later.
+    ///
+    /// A gap of up to [`EXACT_SKIP_MAX_S`] is synthesised and discarded in block-size pieces,
+    /// so the samples after it are exactly those a continuous sensor would have sent at the
+    /// same time (a snapshot is a cut of the stream, when bursts start on block boundaries).
+    /// A longer gap is [`fast_forward`](Self::fast_forward)ed: its cost no longer grows with
+    /// its length.
+    pub fn skip(&mut self, samples_per_axis: u64) {
+        if samples_per_axis as f64 <= EXACT_SKIP_MAX_S * self.sample_rate_hz() {
+            self.discard(samples_per_axis);
+        } else {
+            self.fast_forward(samples_per_axis);
+        }
+    }
+
+    /// Passes over the next `samples_per_axis` samples per axis without synthesising most of
+    /// them: the clock, the shaft and cage phases (by the integral of the keyframe speeds)
+    /// and each bearing defect's impact schedule move on
+    /// ([`VibrationSynth::fast_forward`]); then the last
+    /// [`VibrationSynth::ring_down_samples`] of the gap (a few ms with common resonances) are
+    /// synthesised and discarded, so impacts just before the next block ring into it as they
+    /// would have. The random streams draw nothing for the skipped part: the following
+    /// samples are another realisation of the same machine, not those a continuous sensor
+    /// would have seen.
+    pub fn fast_forward(&mut self, samples_per_axis: u64) {
+        let pre_roll = self.synth.ring_down_samples().min(samples_per_axis);
+        let jump = samples_per_axis - pre_roll;
+        if jump > 0 {
+            let from_s = self.synth.elapsed_s();
+            let to_s = (self.synth.samples_generated() + jump) as f64 / self.sample_rate_hz();
+            let revolutions = self.config.revolutions_between(from_s, to_s);
+            let rpm_end = self.config.condition_at(to_s).rpm;
+            self.synth.fast_forward(jump, revolutions, rpm_end);
+        }
+        self.discard(pre_roll);
     }
 
     /// A temperature reading, °C, at signal time `t_s`: the thermal model advances from the
@@ -1212,6 +1315,135 @@ sensor_id = 7
             "{largest_step} > {sine_step}"
         );
         assert!((sim.shaft_hz() - 30.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn revolutions_integrate_the_keyframe_speeds_exactly() {
+        let scenario = Scenario::from_toml_str(&format!("{MINIMAL}{RAMP}")).unwrap();
+        let pump = &scenario.assets[0];
+        // 10 s at 1200 rpm, a 60 s ramp to 1800 (1500 on average), 10 s down to 1480.
+        let expected = 200.0 + 1500.0 + 10.0 * (1800.0 + 1480.0) / 2.0 / 60.0;
+        assert!((pump.revolutions_between(0.0, 80.0) - expected).abs() < 1e-9);
+        // Inside the ramp: the speed at the middle, 40.25 s.
+        assert!((pump.revolutions_between(40.0, 40.5) - 0.5 * 1502.5 / 60.0).abs() < 1e-9);
+        assert_eq!(pump.revolutions_between(5.0, 5.0), 0.0);
+        // After the last keyframe the machine's speed holds.
+        assert!((pump.revolutions_between(100.0, 160.0) - 1480.0).abs() < 1e-9);
+    }
+
+    /// A healthy, noise-free machine on the speed ramp: only shaft harmonics, so its samples
+    /// depend on the shaft's phase alone.
+    fn noise_free_ramp() -> Scenario {
+        let mut scenario = Scenario::from_toml_str(&format!("{MINIMAL}{RAMP}")).unwrap();
+        scenario.assets[0].machine.noise_g = 0.0;
+        scenario.assets[0].machine.shaft_harmonics_g = [0.1, 0.05, 0.02];
+        scenario
+    }
+
+    /// Largest difference between the samples after a fast-forward of `gap` samples and
+    /// after synthesising them, with a first block before the gap.
+    fn fast_forward_error(scenario: &Scenario, gap: u64) -> f64 {
+        let mut jumped = AssetSim::new(scenario, 0).unwrap();
+        let mut walked = AssetSim::new(scenario, 0).unwrap();
+        let mut a = vec![0.0f32; jumped.block_len()];
+        let mut b = vec![0.0f32; walked.block_len()];
+        jumped.next_vibration(&mut a);
+        walked.next_vibration(&mut b);
+        jumped.fast_forward(gap);
+        walked.discard(gap);
+        assert_eq!(jumped.next_block_start_s(), walked.next_block_start_s());
+        let mut worst = 0.0f64;
+        for _ in 0..10 {
+            let (ia, ib) = (jumped.next_vibration(&mut a), walked.next_vibration(&mut b));
+            assert_eq!(ia.first_sample, ib.first_sample);
+            for (x, y) in a.iter().zip(&b) {
+                worst = worst.max(f64::from((x - y).abs()));
+            }
+        }
+        worst
+    }
+
+    #[test]
+    fn a_fast_forward_turns_the_shaft_as_synthesis_would_through_a_speed_ramp() {
+        let scenario = noise_free_ramp();
+        // 5 s at the constant 1200 rpm before the ramp: the same samples, to rounding.
+        let constant = fast_forward_error(&scenario, 5 * 12_800 + 1);
+        // 40 s, from before the ramp to past its middle, plus an odd sample.
+        let worst = fast_forward_error(&scenario, 40 * 12_800 + 1);
+        eprintln!(
+            "fast-forward: largest difference {constant:.2e} g at a constant speed, {worst:.2e} g \
+             through a ramp"
+        );
+        assert!(constant < 1e-6, "{constant}");
+        // Synthesis itself steps the speed once per sample, lagging the exact integral by
+        // half a step per block: 2e-4 shaft cycles over this ramp, ~3e-4 g on these harmonics.
+        assert!(worst < 5e-4, "{worst}");
+    }
+
+    #[test]
+    fn a_fault_after_a_fast_forward_looks_as_it_does_after_a_synthesised_gap() {
+        use super::super::test_support::{axis_signal, envelope_peak_db, envelope_spectrum};
+        let mut scenario = Scenario::from_toml_str(MINIMAL).unwrap();
+        scenario.assets[0].phases = vec![phase(0.0, outer_race(0.5))];
+        let machine = scenario.assets[0].machine.clone();
+        let after_gap = |fast: bool| {
+            let mut sim = AssetSim::new(&scenario, 0).unwrap();
+            let gap = 90 * 12_800;
+            if fast {
+                sim.fast_forward(gap);
+            } else {
+                sim.discard(gap);
+            }
+            let mut block = vec![0.0f32; sim.block_len()];
+            let mut signal = Vec::new();
+            for _ in 0..50 {
+                sim.next_vibration(&mut block);
+                signal.extend_from_slice(&block);
+            }
+            let x = axis_signal(&signal, 1, 0);
+            let band = (machine.resonance_hz - 1000.0, machine.resonance_hz + 1000.0);
+            let db = envelope_peak_db(
+                &envelope_spectrum(&x, 12_800.0, band),
+                machine.fault_frequencies().bpfo_hz,
+                0.02,
+            );
+            (rms(&signal), db)
+        };
+        let (fast, walked) = (after_gap(true), after_gap(false));
+        eprintln!(
+            "after a 90 s gap: fast-forward {fast:.3?}, synthesised {walked:.3?} (RMS g, BPFO envelope dB)"
+        );
+        assert!(
+            (fast.0 / walked.0 - 1.0).abs() < 0.05,
+            "{fast:?} {walked:?}"
+        );
+        assert!(fast.1 > 10.0 && walked.1 > 10.0, "{fast:?} {walked:?}");
+    }
+
+    #[test]
+    fn a_short_skip_keeps_the_exact_stream_and_a_long_one_costs_no_more_than_a_short_one() {
+        let scenario = noise_free_ramp();
+        let mut skipped = AssetSim::new(&scenario, 0).unwrap();
+        let mut streamed = AssetSim::new(&scenario, 0).unwrap();
+        let mut a = vec![0.0f32; skipped.block_len()];
+        let mut b = vec![0.0f32; streamed.block_len()];
+        skipped.skip(20 * skipped.block_size() as u64);
+        for _ in 0..21 {
+            streamed.next_vibration(&mut b);
+        }
+        skipped.next_vibration(&mut a);
+        assert_eq!(a, b, "a snapshot is a cut of the stream");
+        // A day between two bursts: fast-forwarded, not synthesised.
+        let started = std::time::Instant::now();
+        skipped.skip(86_400 * 12_800);
+        skipped.next_vibration(&mut a);
+        let blocks_s = 22.0 * skipped.block_size() as f64 / 12_800.0;
+        assert!((skipped.next_block_start_s() - 86_400.0 - blocks_s).abs() < 1e-6);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

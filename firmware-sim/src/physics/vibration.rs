@@ -55,6 +55,13 @@
 //! At a constant speed the output is the same as [`VibrationSynth::next_block`]'s; during a
 //! ramp, how it is split into blocks changes the samples only by rounding.
 //!
+//! # Gaps
+//!
+//! [`VibrationSynth::fast_forward`] moves the clock on without synthesising (a snapshot sensor
+//! asleep): the rotating phases and each defect's impact schedule move on by the revolutions
+//! of the gap, the random streams draw nothing and the resonance is left at rest, so a caller
+//! synthesises [`VibrationSynth::ring_down_samples`] before it uses samples again.
+//!
 //! Axis 0 is radial horizontal, 1 radial vertical, 2 axial. A synthesiser with fewer axes
 //! produces the first ones.
 //!
@@ -630,6 +637,74 @@ impl VibrationSynth {
     /// Signal time of the next sample, seconds since the synthesiser started.
     pub fn elapsed_s(&self) -> f64 {
         self.samples as f64 / self.sample_rate_hz
+    }
+
+    /// Samples after which the ring-down of an impact has decayed to a thousandth of its peak
+    /// on every axis in use. After [`fast_forward`](Self::fast_forward), synthesising this
+    /// many samples brings the structural resonance back to its steady state.
+    pub fn ring_down_samples(&self) -> u64 {
+        let slowest = AXIS_RESONANCE_FACTOR[..self.axes]
+            .iter()
+            .fold(f64::INFINITY, |m, &f| m.min(f));
+        // The envelope of a ring-down falls by exp(-zeta * omega) per sample.
+        let decay_per_sample = self.params.damping_ratio * TAU * self.params.resonance_hz * slowest
+            / self.sample_rate_hz;
+        (1000f64.ln() / decay_per_sample).ceil() as u64
+    }
+
+    /// Moves the signal clock on by `frames` frames without synthesising them, as if the
+    /// machine had run on unobserved (a snapshot sensor asleep between bursts).
+    ///
+    /// - The shaft and the cage turn on by `shaft_revolutions`, the integral of the speed over
+    ///   the gap (the caller knows the speed profile); at a constant speed that is
+    ///   `frames · shaft_hz / sample_rate_hz` and the phases land where synthesis would put
+    ///   them, to rounding.
+    /// - Each bearing defect's next impact keeps its place among the element passages the
+    ///   gap spans, without the slip jitter of the skipped impacts.
+    /// - The speed becomes `rpm_end` (left as it was if not finite and positive).
+    /// - The random streams draw nothing for the gap, so the output after it is a different
+    ///   but equally likely realisation than synthesising the gap would have given.
+    /// - The structural resonance is left at rest: the ring-down of impacts just before the
+    ///   gap's end is missing until [`ring_down_samples`](Self::ring_down_samples) have been
+    ///   synthesised, so a caller that wants the steady state synthesises (and discards) that
+    ///   many first.
+    pub fn fast_forward(&mut self, frames: u64, shaft_revolutions: f64, rpm_end: f64) {
+        let revolutions = if shaft_revolutions.is_finite() {
+            shaft_revolutions.max(0.0)
+        } else {
+            0.0
+        };
+        let orders = self.orders;
+        // Time to each defect's next impact, in kinematic intervals, after the passages of
+        // the gap: unchanged if none falls due, else its place within the current interval.
+        let next_impact = |train: &ImpactTrain, order: f64| {
+            let left = train.countdown / train.interval - revolutions * order;
+            if left > 0.0 {
+                left
+            } else {
+                let place = left - left.floor();
+                if place > 0.0 { place } else { 1.0 }
+            }
+        };
+        let outer = next_impact(&self.outer, orders.bpfo);
+        let inner = next_impact(&self.inner, orders.bpfi);
+        let rolling = next_impact(&self.rolling, 2.0 * orders.bsf);
+        self.half_phase = (self.half_phase + revolutions / 2.0).rem_euclid(1.0);
+        self.cage_phase = (self.cage_phase + revolutions * orders.ftf).rem_euclid(1.0);
+        if rpm_end.is_finite() && rpm_end > 0.0 {
+            // The coefficients stay those of the faults they were made for (`fill` redoes them
+            // when the faults differ).
+            let faults = self.coef_faults.unwrap_or_default();
+            self.set_shaft_hz(rpm_end / 60.0, &faults);
+        }
+        self.outer.countdown = outer * self.outer.interval;
+        self.inner.countdown = inner * self.inner.interval;
+        self.rolling.countdown = rolling * self.rolling.interval;
+        for resonator in &mut self.resonators {
+            resonator.y1 = 0.0;
+            resonator.y2 = 0.0;
+        }
+        self.samples += frames;
     }
 
     /// Fills `out` with the next `out.len() / axes` frames, interleaved frame-major
