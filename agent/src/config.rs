@@ -536,6 +536,14 @@ impl Config {
             let f = |name: &str| format!("asset[{i}].{name}");
             p.check(!a.id.trim().is_empty(), f("id"), "must not be empty");
             p.check(
+                a.id.len() <= 255,
+                f("id"),
+                format!(
+                    "{} bytes long: at most 255 (it is the Kafka key)",
+                    a.id.len()
+                ),
+            );
+            p.check(
                 ids.insert(a.id.as_str()),
                 f("id"),
                 format!("`{}` is used by another asset", a.id),
@@ -870,6 +878,8 @@ sensors = [3]
         );
         let dup = valid().replace("id = \"fan-1\"", "id = \"pump-1\"");
         assert!(invalid_fields(&dup).contains(&"asset[1].id".to_string()));
+        let long = valid().replace("id = \"fan-1\"", &format!("id = \"{}\"", "f".repeat(256)));
+        assert_eq!(invalid_fields(&long), ["asset[1].id"]);
     }
 
     #[test]

@@ -317,6 +317,13 @@ impl Kafka {
                 // librdkafka's queue is full: the core offers this record again shortly.
                 core.handle_send_refused(now_ms, out, Refusal::QueueFull);
             }
+            Err(e) if classify(&e, false) == ErrorClass::Reject => {
+                // librdkafka says at once that no broker will take this record (larger than
+                // message.max.bytes, say): the same as a rejecting delivery report, so it is
+                // dropped and counted instead of offered again forever ahead of the rest.
+                core.handle_sent(now_ms, seq);
+                self.report(core, (seq, Err(e)));
+            }
             Err(e) => {
                 tracing::warn!(seq, error = %e, "the producer refused a record");
                 metrics::counter!("edgewatch_kafka_retries_total").increment(1);
@@ -402,5 +409,22 @@ mod tests {
             classify(&KafkaError::Canceled, false),
             ErrorClass::Retriable
         );
+    }
+
+    #[test]
+    fn a_record_librdkafka_refuses_at_once_for_its_size_is_classed_rejected() {
+        // No broker is needed: librdkafka checks message.max.bytes in the send call itself.
+        let p: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("message.max.bytes", "1000")
+            .create()
+            .unwrap();
+        let payload = vec![0u8; 5000];
+        let refused = p
+            .send_result(FutureRecord::<[u8], [u8]>::to("t").payload(&payload[..]))
+            .err()
+            .expect("refused in the send call")
+            .0;
+        assert_eq!(classify(&refused, false), ErrorClass::Reject, "{refused:?}");
     }
 }

@@ -126,9 +126,14 @@ impl Record {
     }
 
     /// The stored form, compressed when that is smaller. Keys longer than 65535 bytes are cut
-    /// (asset ids are short).
+    /// at the last whole character that fits (asset ids are at most 255 bytes: the
+    /// configuration refuses longer ones), so a cut key is still UTF-8 and the record decodes.
     pub fn encode(&self) -> Vec<u8> {
-        let key = &self.key.as_bytes()[..self.key.len().min(u16::MAX as usize)];
+        let mut cut = self.key.len().min(u16::MAX as usize);
+        while !self.key.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let key = &self.key.as_bytes()[..cut];
         let compressed = (self.payload.len() <= MAX_VALUE_LEN)
             .then(|| lz4_flex::block::compress_with_dict(&self.payload, DICTIONARY))
             .filter(|c| c.len() + 4 < self.payload.len());
@@ -473,5 +478,20 @@ mod tests {
     #[test]
     fn a_truncated_record_is_refused() {
         assert_eq!(Record::decode(&[1, 0, 0]), Err(DecodeError::Truncated(3)));
+    }
+
+    #[test]
+    fn a_key_too_long_is_cut_on_a_character_and_the_record_still_decodes() {
+        // 'é' is two bytes: 32768 of them are 65536 bytes, one past the limit, so a byte cut
+        // would split the last one.
+        let r = Record {
+            kind: Kind::Alert,
+            created_unix_ms: 1,
+            key: "é".repeat(32_768),
+            payload: b"{}".to_vec(),
+        };
+        let back = Record::decode(&r.encode()).expect("decodes");
+        assert_eq!(back.key, "é".repeat(32_767));
+        assert_eq!(back.payload, r.payload);
     }
 }
