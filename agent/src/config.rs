@@ -376,6 +376,7 @@ impl Config {
             alerts: self.alerts.clone(),
             diagnosis: self.diagnosis,
             health: self.health,
+            alert_id_prefix: String::new(),
             window: self.window,
             data_dir: Some(self.agent.data_dir.clone()),
             assets: self

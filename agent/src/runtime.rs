@@ -308,7 +308,9 @@ pub async fn start(
         }));
     }
     {
-        let (c, h) = (config.analysis(), health.clone());
+        let (mut c, h) = (config.analysis(), health.clone());
+        // Alert ids: this agent, this start (a random number), the asset and the time.
+        c.alert_id_prefix = format!("{}-{:08x}", config.agent.id, rand::random::<u32>());
         let classifier = model.map(|m| Box::new(m) as Box<dyn Classify>);
         threads.push(
             std::thread::Builder::new()

@@ -251,6 +251,7 @@ fn run_bearing(
             alerts: opts.alerts.clone(),
             diagnosis: DiagnosisConfig::default(),
             health: opts.health,
+            alert_id_prefix: String::new(),
             window: WindowConfig::default(),
             data_dir: None,
             assets: vec![AnalyzedAsset {

@@ -517,6 +517,7 @@ pub struct WindowRef<'a> {
 pub struct AlertEngine {
     cfg: AlertConfig,
     assets: HashMap<String, AssetState>,
+    id_prefix: String,
 }
 
 impl AlertEngine {
@@ -525,7 +526,15 @@ impl AlertEngine {
         Self {
             cfg,
             assets: HashMap::new(),
+            id_prefix: String::new(),
         }
+    }
+
+    /// Alert ids start with `prefix` (the agent passes its id and a number drawn at start, so ids
+    /// are unique across agents and restarts: `<agent>-<boot>-<asset>-<ms>`).
+    pub fn with_id_prefix(mut self, prefix: &str) -> Self {
+        self.id_prefix = prefix.to_string();
+        self
     }
 
     /// The active alert level of an asset.
@@ -625,7 +634,11 @@ impl AlertEngine {
                     } else {
                         Level::Warning
                     };
-                    let id = format!("{}-{now_ms}", w.asset);
+                    let id = if self.id_prefix.is_empty() {
+                        format!("{}-{now_ms}", w.asset)
+                    } else {
+                        format!("{}-{}-{now_ms}", self.id_prefix, w.asset)
+                    };
                     state.active = Some(Active {
                         id: id.clone(),
                         level,
@@ -751,6 +764,19 @@ mod tests {
     }
 
     use Level::{Critical as C, Normal as N, Warning as W};
+
+    #[test]
+    fn alert_ids_carry_the_prefix_so_restarts_and_agents_never_repeat_them() {
+        let levels = [Level::Warning; 3];
+        let id = |prefix: &str| {
+            let mut e = AlertEngine::new(AlertConfig::default()).with_id_prefix(prefix);
+            run(&mut e, &levels, 0).remove(0).1.id
+        };
+        let (a, b) = (id("gw-1-0000beef"), id("gw-1-0badf00d"));
+        assert!(a.starts_with("gw-1-0000beef-pump-1-"), "{a}");
+        assert_ne!(a, b, "the same asset and time in two starts");
+        assert_eq!(id(""), format!("pump-1-{}", 2000), "no prefix: as before");
+    }
 
     #[test]
     fn an_alert_is_raised_after_n_of_m_abnormal_windows_only() {

@@ -128,6 +128,12 @@ impl Scorer {
         }
     }
 
+    /// Alert ids start with `prefix` ([`AlertEngine::with_id_prefix`]).
+    pub fn with_alert_id_prefix(mut self, prefix: &str) -> Self {
+        self.alerts = AlertEngine::new(self.alert_cfg.clone()).with_id_prefix(prefix);
+        self
+    }
+
     /// Uses `cfg` for the sensors' health trackers (default: [`HealthConfig::default`]).
     pub fn with_health(mut self, cfg: HealthConfig) -> Self {
         self.health_cfg = cfg;

@@ -80,6 +80,9 @@ pub struct AnalysisConfig {
     pub diagnosis: DiagnosisConfig,
     /// `[health]`.
     pub health: HealthConfig,
+    /// What alert ids start with: the runtime sets the agent id and a number drawn at start,
+    /// so ids never repeat across agents or restarts; empty: `<asset>-<ms>`.
+    pub alert_id_prefix: String,
     /// The agent's windows (`[window]`): a model trained on other windows is warned about.
     pub window: WindowConfig,
     /// Where learned baselines are kept (`[agent] data_dir`); `None`: in memory only.
@@ -197,7 +200,8 @@ impl FeatureStage {
                 config.data_dir.clone(),
             )
             .with_diagnosis(config.diagnosis)
-            .with_health(config.health),
+            .with_health(config.health)
+            .with_alert_id_prefix(&config.alert_id_prefix),
             contexts: machine_contexts(config),
             zone_limits: config
                 .assets
@@ -378,6 +382,7 @@ mod tests {
             alerts: AlertConfig::default(),
             diagnosis: DiagnosisConfig::default(),
             health: HealthConfig::default(),
+            alert_id_prefix: String::new(),
             window: WindowConfig::default(),
             data_dir: None,
             assets: Vec::new(),
