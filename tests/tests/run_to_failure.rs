@@ -166,6 +166,23 @@ fn check_degradation(mode: &str, o: &Outcome) -> f64 {
     for (rul, low, high) in &ruls {
         assert!(*rul >= 0.0 && low.is_none_or(|l| l <= *rul) && high.is_none_or(|h| h >= *rul));
     }
+    // The sensor's heartbeats as metrics: supply, firmware.
+    assert_eq!(
+        metric(&o.metrics, "edgewatch_sensor_supply_volts{sensor=\"1\"}"),
+        3.3,
+        "{mode}"
+    );
+    let firmware = format!("firmware=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(
+        o.metrics
+            .lines()
+            .any(|l| l.starts_with("edgewatch_sensor_info{")
+                && l.contains(&firmware)
+                && l.contains("sensor=\"1\"")
+                && l.ends_with(" 1")),
+        "{mode}: no info metric with {firmware}:\n{}",
+        o.metrics
+    );
     assert!(
         o.metrics.contains("edgewatch_rul_seconds{"),
         "{mode}: no remaining-life metric"
@@ -211,6 +228,14 @@ fn a_snapshot_sensor_s_bursts_are_analysed_whole_and_its_run_to_failure_is_seen_
     assert_eq!(metric(m, "edgewatch_bursts_missed_total"), 0.0);
     assert_eq!(metric(m, "edgewatch_frames_lost_total"), 0.0);
     assert_eq!(metric(m, "edgewatch_window_breaks_total"), 0.0);
+    assert_eq!(
+        metric(m, "edgewatch_sensor_burst_samples{sensor=\"1\"}"),
+        2560.0
+    );
+    assert_eq!(
+        metric(m, "edgewatch_sensor_burst_period_seconds{sensor=\"1\"}"),
+        2.0
+    );
     // One window per burst, of the burst's own length.
     assert_eq!(metric(m, "edgewatch_windows_total"), 120.0);
 }

@@ -280,6 +280,24 @@ impl Assembler {
                         }
                     }
                     Payload::Status(s) => {
+                        let sensor = sensor_id.to_string();
+                        let (major, minor, patch) = s.firmware;
+                        metrics::gauge!("edgewatch_sensor_supply_volts", "sensor" => sensor.clone())
+                            .set(f64::from(s.supply_mv) / 1000.0);
+                        metrics::gauge!("edgewatch_sensor_uptime_seconds", "sensor" => sensor.clone())
+                            .set(f64::from(s.uptime_s));
+                        metrics::gauge!("edgewatch_sensor_error_flags", "sensor" => sensor.clone())
+                            .set(f64::from(s.error_flags));
+                        let firmware = format!("{major}.{minor}.{patch}");
+                        if state.status.map(|old| old.firmware) != Some(s.firmware) {
+                            if let Some(old) = state.status {
+                                let (a, b, c) = old.firmware;
+                                metrics::gauge!("edgewatch_sensor_info", "sensor" => sensor.clone(), "firmware" => format!("{a}.{b}.{c}"))
+                                    .set(0.0);
+                            }
+                            metrics::gauge!("edgewatch_sensor_info", "sensor" => sensor, "firmware" => firmware)
+                                .set(1.0);
+                        }
                         if s.error_flags != 0 {
                             tracing::warn!(
                                 sensor_id,
@@ -305,6 +323,16 @@ impl Assembler {
                                 tracing::info!(sensor_id, plan = ?plan, "sampling plan");
                             }
                             state.plan = Some(plan);
+                            let (samples, period_s) = match plan {
+                                SamplingMode::Continuous => (0.0, 0.0),
+                                SamplingMode::Burst { samples, period_ms } => {
+                                    (f64::from(samples), f64::from(period_ms) / 1000.0)
+                                }
+                            };
+                            metrics::gauge!("edgewatch_sensor_burst_samples", "sensor" => sensor_id.to_string())
+                                .set(samples);
+                            metrics::gauge!("edgewatch_sensor_burst_period_seconds", "sensor" => sensor_id.to_string())
+                                .set(period_s);
                         }
                     }
                 },
