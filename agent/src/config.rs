@@ -402,6 +402,39 @@ impl Config {
         }
     }
 
+    /// What is missing on this machine but does not stop the agent: a serial device not plugged
+    /// in (its source keeps retrying until it appears), a model manifest that is not there (the
+    /// model built into the agent runs instead). `validate` prints them, `run` logs them; the
+    /// agent starts degraded rather than not at all.
+    pub fn warnings(&self) -> Vec<FieldError> {
+        let mut w = Vec::new();
+        for (i, s) in self.serial.iter().enumerate() {
+            if !s.device.exists() {
+                w.push(FieldError::new(
+                    format!("serial[{i}].device"),
+                    format!(
+                        "{} does not exist (yet): the agent starts and keeps trying to open it; \
+                         plug the sensor in, or fix the path",
+                        s.device.display()
+                    ),
+                ));
+            }
+        }
+        if self.model.enabled
+            && let Some(m) = &self.model.manifest
+            && !m.is_file()
+        {
+            w.push(FieldError::new(
+                "model.manifest",
+                format!(
+                    "file {} does not exist or is not readable: the built-in model runs instead",
+                    m.display()
+                ),
+            ));
+        }
+        w
+    }
+
     /// Checks everything parsing cannot; returns every problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut p = Problems::default();
@@ -417,15 +450,7 @@ impl Config {
         );
         for (i, s) in self.serial.iter().enumerate() {
             let f = |name: &str| format!("serial[{i}].{name}");
-            if !s.device.exists() {
-                p.add(
-                    f("device"),
-                    format!(
-                        "{} does not exist (plug the sensor in, or fix the path)",
-                        s.device.display()
-                    ),
-                );
-            }
+
             p.check(
                 (50..=4_000_000).contains(&s.baud),
                 f("baud"),
@@ -644,9 +669,6 @@ impl Config {
         for (field, reason) in self.health.problems() {
             p.add(format!("health.{field}"), reason);
         }
-        if self.model.enabled {
-            p.file_exists(&self.model.manifest, "model.manifest");
-        }
         p.check(self.model.queue > 0, "model.queue", "must be > 0");
         let pl = &self.pipeline;
         p.check(
@@ -847,19 +869,19 @@ sensors = [3]
     }
 
     #[test]
-    fn a_missing_device_or_file_is_named() {
+    fn a_missing_device_or_model_is_a_warning_a_missing_certificate_an_error() {
         let text = valid()
             .replace("device = \"Cargo.toml\"", "device = \"/dev/ttyNOPE9\"")
             .replace(
                 "url = \"mqtt://127.0.0.1:1883\"",
                 "url = \"mqtts://broker:8883\"\nca_file = \"/nonexistent/ca.pem\"",
-            );
-        let fields = invalid_fields(&text);
-        assert!(
-            fields.contains(&"serial[0].device".to_string()),
-            "{fields:?}"
-        );
-        assert!(fields.contains(&"mqtt.ca_file".to_string()), "{fields:?}");
+            )
+            + "[model]\nmanifest = \"/nonexistent/manifest.json\"\n";
+        assert_eq!(invalid_fields(&text), ["mqtt.ca_file"]);
+        let c = Config::parse(&text).unwrap();
+        let warned: Vec<String> = c.warnings().into_iter().map(|w| w.field).collect();
+        assert_eq!(warned, ["serial[0].device", "model.manifest"]);
+        assert!(Config::parse(&valid()).unwrap().warnings().is_empty());
     }
 
     #[test]

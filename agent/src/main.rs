@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use edgewatch_agent::analyze::model::Model;
+use edgewatch_agent::analyze::model::{Model, ModelSource};
 use edgewatch_agent::config::Config;
 use edgewatch_agent::runtime;
 use std::path::{Path, PathBuf};
@@ -38,19 +38,39 @@ enum Cmd {
 fn validate(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(c) => {
+            for w in c.warnings() {
+                eprintln!("{}: warning: {w}", path.display());
+            }
             let model = if c.model.enabled {
-                match Model::open(&c.model.source(), c.model.variant) {
+                let source = c.model.source();
+                let opened = if source == ModelSource::Builtin
+                    || c.model.manifest.as_ref().is_some_and(|m| m.is_file())
+                {
+                    Model::open(&source, c.model.variant)
+                } else {
+                    // Already warned: the manifest is missing.
+                    Model::open(&ModelSource::Builtin, c.model.variant)
+                };
+                match opened {
                     Ok(m) => {
                         if let Some(warning) = m.window_mismatch(&c.window) {
                             eprintln!("{}: warning: {warning}", path.display());
                         }
                         format!("{} ({})", m.version(), m.key())
                     }
+                    Err(e) if source != ModelSource::Builtin => {
+                        // `run` starts degraded on the built-in model: not a reason to stop.
+                        eprintln!(
+                            "{}: warning: model.manifest: {source} refused: {e}; `run` uses the \
+                             built-in model instead",
+                            path.display(),
+                        );
+                        "built-in (fallback)".into()
+                    }
                     Err(e) => {
                         eprintln!(
-                            "{}: invalid configuration\nmodel.manifest: {} refused: {e}",
-                            path.display(),
-                            c.model.source()
+                            "{}: invalid configuration\nmodel: the built-in model is refused: {e}",
+                            path.display()
                         );
                         return ExitCode::from(2);
                     }
@@ -86,6 +106,9 @@ async fn run(path: &Path) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    for w in config.warnings() {
+        tracing::warn!("{w} (starting degraded)");
+    }
     let shutdown = CancellationToken::new();
     let running = match runtime::start(config, shutdown.clone(), |report| {
         tracing::debug!(

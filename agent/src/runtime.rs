@@ -179,10 +179,30 @@ pub fn load_model(
         return Ok(None);
     }
     let source = config.source();
-    let model = Model::open(&source, config.variant).map_err(|error| StartError::Model {
-        from: source.clone(),
-        error,
-    })?;
+    let model = match Model::open(&source, config.variant) {
+        Ok(m) => m,
+        // A stored model that fails its checks must not take the gateway down: the model built
+        // into the agent runs instead, said loudly and counted, until a good one is installed.
+        Err(error) if source != ModelSource::Builtin => {
+            tracing::error!(
+                from = %source,
+                %error,
+                "the configured model is refused; running the built-in model instead (degraded)"
+            );
+            metrics::gauge!("edgewatch_model_fallback").set(1.0);
+            let builtin = ModelSource::Builtin;
+            Model::open(&builtin, config.variant).map_err(|error| StartError::Model {
+                from: builtin.clone(),
+                error,
+            })?
+        }
+        Err(error) => {
+            return Err(StartError::Model {
+                from: source.clone(),
+                error,
+            });
+        }
+    };
     tracing::info!(
         version = model.version(),
         variant = model.key(),

@@ -52,16 +52,17 @@ fn validate_exits_0_for_a_good_file_and_2_naming_the_field_for_a_bad_one() {
             GOOD.replace("shaft_rpm = 1480", "shaft_rpm = 1"),
             "asset[0].shaft_rpm",
         ),
-        (
-            GOOD.replace("[mqtt]", "[[serial]]\ndevice = \"/dev/ttyNOPE7\"\n[mqtt]"),
-            "serial[0].device",
-        ),
         (GOOD.replace("sensors = [1]", ""), "asset"),
     ] {
         let (code, out) = validate(&bad);
         assert_eq!(code, 2, "{bad}\n{out}");
         assert!(out.contains(field), "`{field}` not named in:\n{out}");
     }
+    // A device not plugged in is a warning: the service starts and waits for it.
+    let (code, out) =
+        validate(&GOOD.replace("[mqtt]", "[[serial]]\ndevice = \"/dev/ttyNOPE7\"\n[mqtt]"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("warning: serial[0].device"), "{out}");
     let (code, out) = validate("this is = = not toml");
     assert_eq!(code, 2, "{out}");
     let missing = Command::new(workspace_bin("agent"))
@@ -80,11 +81,11 @@ fn the_example_configurations_parse_and_the_laptop_one_matches_the_simulator_dem
     assert_eq!(code, 0, "{out}");
     let pi = std::fs::read_to_string(format!("{root}raspberry-pi.toml")).unwrap();
     let (code, out) = validate(&pi);
-    // The Pi's USB serial adapter is not plugged into the test machine; nothing else may fail.
-    assert_eq!(code, 2);
-    let problems: Vec<&str> = out.lines().skip(1).collect();
-    assert_eq!(problems.len(), 1, "{out}");
-    assert!(problems[0].starts_with("serial[0].device"), "{out}");
+    // The Pi's USB serial adapter is not plugged into the test machine: a warning, nothing else.
+    assert_eq!(code, 0, "{out}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(warnings[0].contains("serial[0].device"), "{out}");
     let config = edgewatch_agent::config::Config::parse(&laptop).unwrap();
     let demo = firmware_sim::physics::scenario::Scenario::builtin("demo").unwrap();
     assert_eq!(config.assets.len(), demo.assets.len());

@@ -32,6 +32,62 @@ sensors = [1]
 "#;
 
 #[test]
+fn a_serial_device_missing_at_start_is_a_warning_and_is_used_when_it_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyLATE");
+    let config = format!(
+        "[agent]\ndata_dir = \"{{data_dir}}\"\n[metrics]\nlisten = \"{{metrics}}\"\n\
+         [[serial]]\ndevice = \"{}\"\nreconnect_min_ms = 50\nreconnect_max_ms = 200\n{ASSET}",
+        link.display()
+    );
+    // `validate` (the unit's ExecStartPre) warns and lets the service start.
+    let path = dir.path().join("check.toml");
+    std::fs::write(
+        &path,
+        config
+            .replace("{metrics}", "127.0.0.1:1")
+            .replace("{data_dir}", &dir.path().join("data").display().to_string()),
+    )
+    .unwrap();
+    let out = std::process::Command::new(edgewatch_tests::workspace_bin("agent"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("warning: serial[0].device"), "{stderr}");
+    // `run` starts without it and keeps trying.
+    let mut agent = Agent::start(&config);
+    agent
+        .wait_metrics(Duration::from_secs(10), |m| {
+            m.contains("edgewatch_source_connected{source=\"serial:")
+                && metric(m, "edgewatch_source_connected") == 0.0
+        })
+        .unwrap_or_else(|m| panic!("no serial source reported:\n{m}"));
+    std::thread::sleep(Duration::from_millis(500));
+    let log = agent.log();
+    assert!(log.contains("starting degraded"), "{log}");
+    assert!(
+        log.matches("cannot open serial device").count() >= 2,
+        "not retrying:\n{log}"
+    );
+    // The adapter is plugged in: frames flow.
+    let (mut master, _slave) = plug(&link);
+    agent
+        .wait_metrics(Duration::from_secs(10), |m| {
+            metric(m, "edgewatch_source_connected") == 1.0
+        })
+        .unwrap_or_else(|m| panic!("the agent did not open the device:\n{m}"));
+    write_frames(&mut master, &sim_frames(0, 300));
+    let received = r#"edgewatch_frames_received_total{source="serial:"#;
+    agent
+        .wait_metrics(Duration::from_secs(30), |m| metric(m, received) >= 300.0)
+        .unwrap_or_else(|m| panic!("frames not received:\n{m}"));
+    assert!(agent.terminate().success());
+}
+
+#[test]
 fn the_serial_source_reconnects_when_the_device_disappears_and_returns() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("ttySENSOR");

@@ -155,7 +155,7 @@ fn sighup_switches_models_and_a_bad_model_is_refused_while_the_old_one_keeps_run
 }
 
 #[test]
-fn a_bad_model_at_start_is_refused_by_validate_and_run_naming_the_field() {
+fn a_bad_model_at_start_is_named_and_the_agent_runs_the_built_in_model_instead() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = copy_models(&dir.path().join("model"));
     std::fs::write(
@@ -163,23 +163,52 @@ fn a_bad_model_at_start_is_refused_by_validate_and_run_naming_the_field() {
         b"not a model",
     )
     .unwrap();
-    let (_master, slave) = pty_pair();
-    let text = config(Path::new(&slave.name().unwrap()), &manifest)
-        .replace("{metrics}", "")
-        .replace("{data_dir}", &dir.path().join("data").display().to_string());
-    let path = dir.path().join("agent.toml");
-    std::fs::write(&path, text).unwrap();
-    for cmd in ["validate", "run"] {
-        let out = Command::new(workspace_bin("agent"))
-            .args([cmd, "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{cmd}: {stderr}");
-        assert!(
-            stderr.contains("model.manifest") && stderr.contains("sha256"),
-            "{cmd}: {stderr}"
-        );
-    }
+    let (mut master, slave) = pty_pair();
+    let text = config(Path::new(&slave.name().unwrap()), &manifest);
+    // `validate` (the unit's ExecStartPre) names the model and lets the service start.
+    let path = dir.path().join("check.toml");
+    std::fs::write(
+        &path,
+        text.replace("{metrics}", "127.0.0.1:1")
+            .replace("{data_dir}", &dir.path().join("data").display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new(workspace_bin("agent"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: model.manifest") && stderr.contains("sha256"),
+        "{stderr}"
+    );
+    // `run` starts degraded on the built-in model, says so, and classifies.
+    let agent = Agent::start_in(&text, dir.path());
+    write_frames(&mut master, &sim_frames(0, 400));
+    let m = agent
+        .wait_metrics(Duration::from_secs(30), |m| {
+            metric(m, "edgewatch_windows_classified_total") >= 1.0
+        })
+        .unwrap_or_else(|m| panic!("nothing classified:\n{m}\n{}", agent.log()));
+    assert_eq!(metric(&m, "edgewatch_model_fallback"), 1.0);
+    let builtin = edgewatch_agent::analyze::model::Model::open(
+        &edgewatch_agent::analyze::model::ModelSource::Builtin,
+        edgewatch_agent::analyze::model::Variant::Int8,
+    )
+    .unwrap();
+    assert!(
+        m.contains(&format!(
+            "edgewatch_model_info{{version=\"{}\"",
+            builtin.version()
+        )),
+        "{m}"
+    );
+    let log = agent.log();
+    assert!(
+        log.contains("the configured model is refused") && log.contains("sha256"),
+        "{log}"
+    );
+    drop(slave);
 }
