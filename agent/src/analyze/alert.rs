@@ -482,7 +482,7 @@ pub struct AlertEvent {
     pub finding: Finding,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Active {
     id: String,
     level: Level,
@@ -490,11 +490,28 @@ struct Active {
     finding: Finding,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct AssetState {
     recent: VecDeque<Level>,
     active: Option<Active>,
+    /// Agent clock: meaningless after a restart, so not kept.
+    #[serde(skip)]
     quiet_until_ms: u64,
+}
+
+/// Version of the stored alert state.
+const ALERTS_FORMAT: u32 = 1;
+
+#[derive(Serialize)]
+struct StoredAlerts<'a> {
+    format: u32,
+    assets: &'a HashMap<String, AssetState>,
+}
+
+#[derive(Deserialize)]
+struct LoadedAlerts {
+    format: u32,
+    assets: HashMap<String, AssetState>,
 }
 
 /// The window being fed to the engine.
@@ -518,6 +535,8 @@ pub struct AlertEngine {
     cfg: AlertConfig,
     assets: HashMap<String, AssetState>,
     id_prefix: String,
+    /// Where the active alerts are kept across restarts, if anywhere.
+    state_path: Option<std::path::PathBuf>,
 }
 
 impl AlertEngine {
@@ -527,6 +546,78 @@ impl AlertEngine {
             cfg,
             assets: HashMap::new(),
             id_prefix: String::new(),
+            state_path: None,
+        }
+    }
+
+    /// Keeps the alert state (active alerts, recent levels) in `path`, written at every event,
+    /// and resumes from it: after a restart an active alert goes on under its id, is not raised
+    /// again, and its clear pairs with its raise. An unreadable file is warned about and set
+    /// aside (renamed `.bad`); the engine then starts empty.
+    pub fn with_state_file(mut self, path: std::path::PathBuf) -> Self {
+        match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<LoadedAlerts>(&bytes) {
+                Ok(l) if l.format == ALERTS_FORMAT => {
+                    let active: Vec<&str> = l
+                        .assets
+                        .iter()
+                        .filter_map(|(a, s)| s.active.as_ref().map(|x| (a, x)))
+                        .map(|(_, x)| x.id.as_str())
+                        .collect();
+                    if !active.is_empty() {
+                        tracing::info!(alerts = %active.join(", "), "active alerts resumed");
+                    }
+                    self.assets = l.assets;
+                }
+                other => {
+                    let why =
+                        other.map_or_else(|e| e.to_string(), |l| format!("format {}", l.format));
+                    tracing::warn!(path = %path.display(), error = %why, "stored alert state not usable; starting without it");
+                    let _ = std::fs::rename(&path, path.with_extension("json.bad"));
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the stored alert state");
+            }
+        }
+        self.state_path = Some(path);
+        self
+    }
+
+    /// Alert ids from now on start with `prefix`.
+    pub fn set_id_prefix(&mut self, prefix: &str) {
+        self.id_prefix = prefix.to_string();
+    }
+
+    /// Writes the state atomically; a failure is logged (the events themselves are in the
+    /// outbox already).
+    fn save(&self) {
+        let Some(path) = &self.state_path else {
+            return;
+        };
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let tmp = path.with_extension("json.tmp");
+            let text = serde_json::to_vec(&StoredAlerts {
+                format: ALERTS_FORMAT,
+                assets: &self.assets,
+            })
+            .map_err(std::io::Error::other)?;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, path)?;
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::error!(path = %path.display(), error = %e, "cannot persist the alert state");
         }
     }
 
@@ -568,7 +659,7 @@ impl AlertEngine {
             health.explain()
         );
         active.finding = finding.clone();
-        Some(AlertEvent {
+        let event = AlertEvent {
             id: active.id.clone(),
             asset: w.asset.to_string(),
             transition: Transition::Updated,
@@ -578,7 +669,9 @@ impl AlertEngine {
             window_end_us: w.end_us,
             sensor_id: w.sensor_id,
             finding,
-        })
+        };
+        self.save();
+        Some(event)
     }
 
     /// Judges a window and applies the hysteresis; returns an event when the alert changes.
@@ -594,6 +687,20 @@ impl AlertEngine {
 
     /// Applies the hysteresis to an already judged window.
     pub fn apply(
+        &mut self,
+        w: WindowRef<'_>,
+        level: Level,
+        finding: Finding,
+        now_ms: u64,
+    ) -> Option<AlertEvent> {
+        let event = self.apply_unsaved(w, level, finding, now_ms);
+        if event.is_some() {
+            self.save();
+        }
+        event
+    }
+
+    fn apply_unsaved(
         &mut self,
         w: WindowRef<'_>,
         level: Level,
@@ -764,6 +871,38 @@ mod tests {
     }
 
     use Level::{Critical as C, Normal as N, Warning as W};
+
+    #[test]
+    fn an_active_alert_survives_a_restart_is_not_raised_again_and_clears_under_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.json");
+        let mut first = AlertEngine::new(AlertConfig::default())
+            .with_id_prefix("gw-1-00000001")
+            .with_state_file(path.clone());
+        let raised = run(&mut first, &[W, W, W, W], 0);
+        assert_eq!(raised.len(), 1);
+        let id = raised[0].1.id.clone();
+        drop(first);
+        // A new process (another prefix): the condition goes on, then ends.
+        let mut second = AlertEngine::new(AlertConfig::default())
+            .with_id_prefix("gw-1-00000002")
+            .with_state_file(path.clone());
+        assert_eq!(second.active_level("pump-1"), Some(Level::Warning));
+        assert!(
+            run(&mut second, &[W; 5], 100_000).is_empty(),
+            "raised again"
+        );
+        let cleared = run(&mut second, &[N; 10], 200_000);
+        assert_eq!(cleared.len(), 1);
+        assert_eq!(cleared[0].1.transition, Transition::Cleared);
+        assert_eq!(cleared[0].1.id, id, "the clear pairs with the raise");
+        drop(second);
+        // A damaged file is set aside; the engine starts empty.
+        std::fs::write(&path, b"{ not json").unwrap();
+        let third = AlertEngine::new(AlertConfig::default()).with_state_file(path.clone());
+        assert_eq!(third.active_level("pump-1"), None);
+        assert!(path.with_extension("json.bad").exists());
+    }
 
     #[test]
     fn alert_ids_carry_the_prefix_so_restarts_and_agents_never_repeat_them() {

@@ -118,7 +118,12 @@ impl Scorer {
             classifier,
             baseline_cfg,
             baselines: HashMap::new(),
-            alerts: AlertEngine::new(alert_cfg.clone()),
+            alerts: match &data_dir {
+                Some(dir) => {
+                    AlertEngine::new(alert_cfg.clone()).with_state_file(dir.join("alerts.json"))
+                }
+                None => AlertEngine::new(alert_cfg.clone()),
+            },
             alert_cfg,
             data_dir,
             diagnosis_cfg: DiagnosisConfig::default(),
@@ -130,7 +135,7 @@ impl Scorer {
 
     /// Alert ids start with `prefix` ([`AlertEngine::with_id_prefix`]).
     pub fn with_alert_id_prefix(mut self, prefix: &str) -> Self {
-        self.alerts = AlertEngine::new(self.alert_cfg.clone()).with_id_prefix(prefix);
+        self.alerts.set_id_prefix(prefix);
         self
     }
 

@@ -6,8 +6,15 @@ use serialport::TTYPort;
 use std::io::Write;
 
 /// `n` frames of firmware-sim's `healthy` scenario, starting after `skip` frames.
+// Not every test file that shares this module streams the healthy machine.
+#[allow(dead_code)]
 pub fn sim_frames(skip: usize, n: usize) -> Vec<Frame> {
-    let scenario = firmware_sim::physics::scenario::Scenario::builtin("healthy").unwrap();
+    scenario_frames("healthy", skip, n)
+}
+
+/// `n` frames of the built-in scenario `name`, starting after `skip` frames.
+pub fn scenario_frames(name: &str, skip: usize, n: usize) -> Vec<Frame> {
+    let scenario = firmware_sim::physics::scenario::Scenario::builtin(name).unwrap();
     let mut nodes = firmware_sim::nodes_for(&scenario).unwrap();
     let mut injector = Injector::new(LinkFaults::default(), 1);
     firmware_sim::driver::collect(&mut nodes, &mut injector, (skip + n) as u64)
