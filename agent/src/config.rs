@@ -354,16 +354,12 @@ impl Config {
                 .collect(),
             temperature: self.features.temperature,
             sampling: self
-                .assets
-                .iter()
-                .filter_map(|a| a.burst.map(|b| (a, b.mode())))
-                .flat_map(|(a, mode)| a.sensors.iter().map(move |s| (*s, mode)))
-                .chain(self.serial.iter().flat_map(|s| {
-                    s.sensors.iter().filter_map(|(sensor, asset)| {
-                        let plan = self.assets.iter().find(|a| &a.id == asset)?.burst?;
-                        Some((sensor.parse().ok()?, plan.mode()))
-                    })
-                }))
+                .sensor_assets()
+                .into_iter()
+                .filter_map(|(sensor, asset)| {
+                    let plan = self.assets.iter().find(|a| a.id == asset)?.burst?;
+                    Some((sensor, plan.mode()))
+                })
                 .collect(),
         }
     }

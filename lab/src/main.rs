@@ -150,6 +150,34 @@ enum Cmd {
     },
 }
 
+/// The model to evaluate with, loaded once (a bad model is refused, with its reason, before any
+/// recording is read) and shared: the model keeps no state between windows. `None` with
+/// `--no-model`.
+fn shared_model(
+    no_model: bool,
+    manifest: Option<PathBuf>,
+    variant: Variant,
+) -> Result<Option<edgewatch_agent::analyze::scoring::SharedClassifier<Model>>> {
+    if no_model {
+        return Ok(None);
+    }
+    let source = manifest.map_or(ModelSource::Builtin, ModelSource::File);
+    let m = Model::open(&source, variant)?;
+    eprintln!("model: {} ({}) from {source}", m.version(), m.key());
+    Ok(Some(
+        edgewatch_agent::analyze::scoring::SharedClassifier::new(m),
+    ))
+}
+
+/// One scorer's classifier: a handle on the shared model.
+fn classifier(
+    shared: &Option<edgewatch_agent::analyze::scoring::SharedClassifier<Model>>,
+) -> Option<Box<dyn edgewatch_agent::analyze::scoring::Classify>> {
+    shared
+        .clone()
+        .map(|m| Box::new(m) as Box<dyn edgewatch_agent::analyze::scoring::Classify>)
+}
+
 fn main() -> Result<ExitCode> {
     edgewatch_common::logging::init();
     let cli = Cli::parse();
@@ -175,21 +203,8 @@ fn main() -> Result<ExitCode> {
                     windows: usize::try_from(n)?,
                 },
             };
-            let source = model.map_or(ModelSource::Builtin, ModelSource::File);
-            // Loaded once (a bad model is refused, with its reason, before any recording is
-            // read) and shared: the model keeps no state between windows.
-            let shared = if no_model {
-                None
-            } else {
-                let m = Model::open(&source, variant)?;
-                eprintln!("model: {} ({}) from {source}", m.version(), m.key());
-                Some(edgewatch_agent::analyze::scoring::SharedClassifier::new(m))
-            };
-            let factory = || -> Option<Box<dyn edgewatch_agent::analyze::scoring::Classify>> {
-                shared
-                    .clone()
-                    .map(|m| Box::new(m) as Box<dyn edgewatch_agent::analyze::scoring::Classify>)
-            };
+            let shared = shared_model(no_model, model, variant)?;
+            let factory = || classifier(&shared);
             let rows = edgewatch_lab::eval::evaluate_dir(
                 &data,
                 mode,
@@ -270,19 +285,8 @@ fn main() -> Result<ExitCode> {
             no_model,
             corroborated_onset,
         } => {
-            let source = model.map_or(ModelSource::Builtin, ModelSource::File);
-            let shared = if no_model {
-                None
-            } else {
-                let m = Model::open(&source, variant)?;
-                eprintln!("model: {} ({}) from {source}", m.version(), m.key());
-                Some(edgewatch_agent::analyze::scoring::SharedClassifier::new(m))
-            };
-            let factory = || -> Option<Box<dyn edgewatch_agent::analyze::scoring::Classify>> {
-                shared
-                    .clone()
-                    .map(|m| Box::new(m) as Box<dyn edgewatch_agent::analyze::scoring::Classify>)
-            };
+            let shared = shared_model(no_model, model, variant)?;
+            let factory = || classifier(&shared);
             let (rows, snapshots, lives) = edgewatch_lab::rtf::evaluate_lives(
                 &data,
                 &edgewatch_lab::rtf::RtfOptions {

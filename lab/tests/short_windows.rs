@@ -10,11 +10,9 @@
 //! windows in `diagnosis_sim.rs`):
 //! a line's height over the noise of its bin grows with the window's length.
 
-use edgewatch_agent::analyze::diagnosis::{Diagnoser, DiagnosisConfig};
-use edgewatch_agent::analyze::features::FeatureConfig;
+mod common;
+
 use edgewatch_agent::assemble::window::WindowConfig;
-use edgewatch_lab::training::{Case, FaultClass, run_case};
-use std::collections::BTreeMap;
 
 const SEED: u64 = 9;
 const CASES: u32 = 10;
@@ -22,66 +20,21 @@ const SAMPLE_RATES_HZ: [f64; 4] = [12_000.0, 20_000.0, 25_600.0, 48_800.0];
 
 #[test]
 fn short_windows_keep_the_physics_honest() {
-    let classes = [
-        FaultClass::Normal,
-        FaultClass::Outer,
-        FaultClass::Inner,
-        FaultClass::Ball,
-        FaultClass::Imbalance,
-        FaultClass::Misalignment,
-        FaultClass::Looseness,
-    ];
-    let mut table: BTreeMap<&str, BTreeMap<String, u32>> = BTreeMap::new();
-    let mut id = 0;
-    for class in classes {
-        for _ in 0..CASES {
-            let case = Case::draw(SEED, id, class, &SAMPLE_RATES_HZ);
-            id += 1;
-            // Ten snapshots of 0.1 s, no overlap (bursts do not overlap).
-            let short = WindowConfig::from_duration_s(0.1).with_overlap(0.0);
-            let windows = run_case(&case, short, &FeatureConfig::default(), 10)
-                .expect("a simulated case runs");
-            let mut d = Diagnoser::new(DiagnosisConfig::default());
-            let mut verdict = None;
-            for w in &windows {
-                verdict = d.observe(&w.families).part;
-            }
-            *table
-                .entry(class.name())
-                .or_default()
-                .entry(verdict.unwrap_or("ambiguous").to_string())
-                .or_default() += 1;
-        }
-    }
-    println!(
-        "| simulated class | cases | physics' verdict after 10 windows of 0.1 s |\n|---|---:|---|"
-    );
-    for (class, verdicts) in &table {
-        let list: Vec<String> = verdicts.iter().map(|(v, n)| format!("{v} {n}")).collect();
-        println!("| {class} | {CASES} | {} |", list.join(", "));
-    }
-    let count = |class: &str, verdict: &str| {
-        table
-            .get(class)
-            .and_then(|v| v.get(verdict))
-            .copied()
-            .unwrap_or(0)
-    };
+    // Ten snapshots of 0.1 s, no overlap (bursts do not overlap).
+    let short = WindowConfig::from_duration_s(0.1).with_overlap(0.0);
+    let table = common::verdicts(SEED, CASES, &SAMPLE_RATES_HZ, short, 10);
+    common::print(&table, CASES, "physics' verdict after 10 windows of 0.1 s");
     let parts = ["outer", "inner", "ball"];
     for class in ["normal", "imbalance", "misalignment", "looseness"] {
-        let named: u32 = parts.iter().map(|p| count(class, p)).sum();
+        let named: u32 = parts.iter().map(|p| common::count(&table, class, p)).sum();
         assert_eq!(
             named, 0,
             "{class}: the physics named a bearing part: {table:?}"
         );
     }
     for part in parts {
-        let right = count(part, part);
-        let wrong: u32 = parts
-            .iter()
-            .filter(|p| **p != part)
-            .map(|p| count(part, p))
-            .sum();
+        let right = common::count(&table, part, part);
+        let wrong = common::wrong_part(&table, part);
         // A tenth of the impacts per window: the lines stand some 10 dB lower over the bins'
         // noise, so the physics is seldom sure; when it is, it must be right.
         assert_eq!(wrong, 0, "{part}: right {right}, wrong {wrong}: {table:?}");

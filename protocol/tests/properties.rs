@@ -77,6 +77,13 @@ fn payload() -> impl Strategy<Value = Payload> {
     ]
 }
 
+/// Writes a correct CRC-32C over a raw frame edited by hand, so the decoder judges its content.
+fn reseal(raw: &mut [u8]) {
+    let body = raw.len() - 4;
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&raw[..body]);
+    raw[body..].copy_from_slice(&crc.to_le_bytes());
+}
+
 fn frame() -> impl Strategy<Value = Frame> {
     (header(), payload()).prop_map(|(header, payload)| Frame { header, payload })
 }
@@ -250,9 +257,7 @@ fn an_unknown_kind_with_a_good_crc_is_reported_as_such() {
     let mut buf = vec![0u8; f.encoded_len()];
     f.encode(&mut buf).unwrap();
     buf[1] = 9;
-    let body = buf.len() - 4;
-    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&buf[..body]);
-    buf[body..].copy_from_slice(&crc.to_le_bytes());
+    reseal(&mut buf);
     assert_eq!(decode_frame(&buf), Err(DecodeError::UnknownKind(9)));
 }
 
@@ -291,9 +296,7 @@ fn burst_marks_without_the_burst_bit_and_impossible_plans_are_refused() {
         // The same bytes written by hand (flags at payload offset 5) are refused by the decoder.
         let n = common(block(BlockFlags::BURST)).encode(&mut buf).unwrap();
         buf[20 + 5] = bad;
-        let body = n - 4;
-        let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&buf[..body]);
-        buf[body..n].copy_from_slice(&crc.to_le_bytes());
+        reseal(&mut buf[..n]);
         assert_eq!(
             decode_frame(&buf[..n]),
             Err(DecodeError::Payload(
@@ -319,9 +322,7 @@ fn burst_marks_without_the_burst_bit_and_impossible_plans_are_refused() {
         .encode(&mut buf)
         .unwrap();
     buf[20 + 4] = 1;
-    let body = n - 4;
-    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&buf[..body]);
-    buf[body..n].copy_from_slice(&crc.to_le_bytes());
+    reseal(&mut buf[..n]);
     assert_eq!(
         decode_frame(&buf[..n]),
         Err(DecodeError::Payload(

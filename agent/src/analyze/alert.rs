@@ -597,24 +597,12 @@ impl AlertEngine {
             return;
         };
         let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let dir = path.parent().unwrap_or(std::path::Path::new("."));
-            std::fs::create_dir_all(dir)?;
-            let tmp = path.with_extension("json.tmp");
             let text = serde_json::to_vec(&StoredAlerts {
                 format: ALERTS_FORMAT,
                 assets: &self.assets,
             })
             .map_err(std::io::Error::other)?;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&text)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, path)?;
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
+            crate::analyze::persist::write_atomically(path, &text)
         };
         if let Err(e) = write() {
             tracing::error!(path = %path.display(), error = %e, "cannot persist the alert state");

@@ -257,40 +257,21 @@ impl Baseline {
 
     /// File of an asset's baseline under `data_dir`.
     pub fn path(data_dir: &Path, asset: &str) -> PathBuf {
-        let safe: String = asset
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        data_dir.join("baselines").join(format!("{safe}.json"))
+        data_dir.join("baselines").join(format!(
+            "{}.json",
+            crate::analyze::persist::file_stem(asset)
+        ))
     }
 
     /// Writes atomically (temporary file, fsync, rename, fsync of the directory).
     pub fn save(&self, data_dir: &Path) -> Result<(), BaselineError> {
-        use std::io::Write;
         let path = Self::path(data_dir, &self.asset);
         let io = |source| BaselineError::Io {
             path: path.clone(),
             source,
         };
-        let dir = path.parent().unwrap_or(data_dir);
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&text).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::analyze::persist::write_atomically(&path, &text).map_err(io)
     }
 
     /// Loads an asset's baseline; `Ok(None)` when there is none. A baseline for other features

@@ -579,41 +579,20 @@ impl HealthTracker {
 
     /// Where a tracker of `asset`'s sensor `sensor_id`, axis `axis` is kept under `data_dir`.
     pub fn path(data_dir: &Path, asset: &str, sensor_id: u32, axis: u8) -> PathBuf {
-        let safe: String = asset
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        data_dir
-            .join("health")
-            .join(format!("{safe}.{sensor_id}.{axis}.json"))
+        data_dir.join("health").join(format!(
+            "{}.{sensor_id}.{axis}.json",
+            crate::analyze::persist::file_stem(asset)
+        ))
     }
 
     /// Writes the tracker atomically (temporary file, fsync, rename, fsync of the directory).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec(&Persisted {
             format: HEALTH_FORMAT,
             tracker: self,
         })
         .map_err(std::io::Error::other)?;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::analyze::persist::write_atomically(path, &text)
     }
 
     /// Reads a tracker saved by [`Self::save`], to go on with `cfg`; `Ok(None)` when there is

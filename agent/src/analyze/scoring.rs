@@ -78,6 +78,34 @@ struct SensorHealth {
     /// Tracker time of the last save, s.
     saved_at_s: f64,
     stage: Option<Stage>,
+    /// Its gauges, registered once: indicator, stage, remaining life (estimate, low, high).
+    gauges: HealthGauges,
+}
+
+struct HealthGauges {
+    indicator: metrics::Gauge,
+    stage: metrics::Gauge,
+    rul: [metrics::Gauge; 3],
+}
+
+impl HealthGauges {
+    fn new(asset: &str, sensor_id: u32, axis: u8) -> Self {
+        let labels = [
+            ("asset", asset.to_string()),
+            ("sensor", sensor_id.to_string()),
+            ("axis", axis.to_string()),
+        ];
+        let rul = |bound: &'static str| {
+            let mut l = labels.to_vec();
+            l.push(("bound", bound.to_string()));
+            metrics::gauge!("edgewatch_rul_seconds", &l)
+        };
+        Self {
+            indicator: metrics::gauge!("edgewatch_health_indicator", &labels),
+            stage: metrics::gauge!("edgewatch_health_stage", &labels),
+            rul: [rul("estimate"), rul("low"), rul("high")],
+        }
+    }
 }
 
 /// How often (tracker time) a sensor's health is written while nothing changes, s.
@@ -188,6 +216,7 @@ impl Scorer {
                     path,
                     saved_at_s,
                     stage,
+                    gauges: HealthGauges::new(w.asset, w.sensor_id, w.axis),
                 }
             });
         let hf = f.band_rms_g[1..].iter().map(|b| b * b).sum::<f64>().sqrt();
@@ -236,23 +265,17 @@ impl Scorer {
             h.saved_at_s = state.t_s;
         }
         h.stage = Some(state.stage);
-        let labels = [
-            ("asset", w.asset.to_string()),
-            ("sensor", w.sensor_id.to_string()),
-            ("axis", w.axis.to_string()),
-        ];
-        metrics::gauge!("edgewatch_health_indicator", &labels).set(report.indicator);
-        metrics::gauge!("edgewatch_health_stage", &labels).set(state.stage as u8 as f64);
-        for (bound, v) in [
-            ("estimate", report.rul_s),
-            ("low", report.rul_low_s),
-            ("high", report.rul_high_s),
-        ] {
-            let mut l = labels.to_vec();
-            l.push(("bound", bound.to_string()));
+        h.gauges.indicator.set(report.indicator);
+        h.gauges.stage.set(state.stage as u8 as f64);
+        for (gauge, v) in
+            h.gauges
+                .rul
+                .iter()
+                .zip([report.rul_s, report.rul_low_s, report.rul_high_s])
+        {
             // No estimate (before onset, or an open interval): NaN, which Prometheus keeps apart
             // from any number.
-            metrics::gauge!("edgewatch_rul_seconds", &l).set(v.unwrap_or(f64::NAN));
+            gauge.set(v.unwrap_or(f64::NAN));
         }
         (report, changed && state.stage >= Stage::Degrading)
     }

@@ -8,6 +8,27 @@ use crate::analyze::features::{BAND_COUNT, EnvelopePeaks, Features, SeverityZone
 use crate::analyze::scoring::Assessment;
 use std::sync::Arc;
 
+/// A degrading sensor with an open-ended remaining-life interval.
+fn degrading_health() -> crate::analyze::health::HealthReport {
+    crate::analyze::health::HealthReport {
+        stage: crate::analyze::health::Stage::Degrading,
+        indicator: 0.4,
+        cusum: 15.0,
+        onset_s: Some(100.0),
+        since_onset_s: Some(60.0),
+        rul_s: Some(3600.0),
+        rul_low_s: Some(1200.0),
+        rul_high_s: None,
+        indicators: crate::analyze::health::Indicators {
+            hf: 0.6,
+            envelope: 1.2,
+            kurtosis: 0.3,
+            risen: [true, true, false],
+        },
+        onset_by: Some(crate::analyze::health::OnsetBy::Rms),
+    }
+}
+
 fn features(velocity: f64, zone: SeverityZone) -> Features {
     Features {
         rms_g: velocity / 10.0,
@@ -76,23 +97,7 @@ fn report(asset: &str, sensor: u32, start_us: u64, velocity: f64, level: Level) 
                 windows: 1,
             },
             decided_by: String::new(),
-            health: Some(crate::analyze::health::HealthReport {
-                stage: crate::analyze::health::Stage::Degrading,
-                indicator: 0.4,
-                cusum: 15.0,
-                onset_s: Some(100.0),
-                since_onset_s: Some(60.0),
-                rul_s: Some(3600.0),
-                rul_low_s: Some(1200.0),
-                rul_high_s: None,
-                indicators: crate::analyze::health::Indicators {
-                    hf: 0.6,
-                    envelope: 1.2,
-                    kurtosis: 0.3,
-                    risen: [true, true, false],
-                },
-                onset_by: Some(crate::analyze::health::OnsetBy::Rms),
-            }),
+            health: Some(degrading_health()),
         },
         alert: None,
     }
@@ -178,23 +183,7 @@ fn every_kind_of_message_matches_its_schema() {
             temperature_c: None,
             decided_by: "envelope".into(),
             line_scores: vec![("outer".into(), 30.0), ("inner".into(), 4.0)],
-            health: Some(crate::analyze::health::HealthReport {
-                stage: crate::analyze::health::Stage::Degrading,
-                indicator: 0.4,
-                cusum: 15.0,
-                onset_s: Some(100.0),
-                since_onset_s: Some(60.0),
-                rul_s: Some(3600.0),
-                rul_low_s: Some(1200.0),
-                rul_high_s: None,
-                indicators: crate::analyze::health::Indicators {
-                    hf: 0.6,
-                    envelope: 1.2,
-                    kurtosis: 0.3,
-                    risen: [true, true, false],
-                },
-                onset_by: Some(crate::analyze::health::OnsetBy::Rms),
-            }),
+            health: Some(degrading_health()),
         },
     };
     let rec = message::alert_record("gw-1", &message::new_record_id(), &event, 2);
