@@ -108,6 +108,10 @@ pub struct AgentSection {
     /// Directory for the outbox and learned baselines.
     #[serde(default = "AgentSection::default_data_dir")]
     pub data_dir: PathBuf,
+    /// Labels a model package can address this agent by (`[agent] labels = ["line-2",
+    /// "canary"]`).
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 impl AgentSection {
@@ -126,6 +130,7 @@ impl Default for AgentSection {
         Self {
             id: Self::default_id(),
             data_dir: Self::default_data_dir(),
+            labels: Vec::new(),
         }
     }
 }
@@ -364,6 +369,33 @@ impl Config {
         }
     }
 
+    /// What the model lifecycle needs: identity, trusted keys (unusable ones are logged and
+    /// left out), rules, and where its state is kept.
+    pub fn lifecycle(&self) -> crate::lifecycle::LifecycleConfig {
+        let trusted_keys = self
+            .model
+            .trusted_keys
+            .iter()
+            .filter_map(|k| match crate::lifecycle::package::read_public_key(k) {
+                Ok(key) => Some(key),
+                Err(e) => {
+                    tracing::warn!(error = %e, "trusted key unusable: packages it signs are refused");
+                    None
+                }
+            })
+            .collect();
+        crate::lifecycle::LifecycleConfig {
+            agent_id: self.agent.id.clone(),
+            labels: self.agent.labels.clone(),
+            trusted_keys,
+            rules: self.model.rollout,
+            variant: self.model.variant,
+            window: self.window,
+            alerts: self.alerts.clone(),
+            state_dir: Some(self.agent.data_dir.join("models")),
+        }
+    }
+
     /// What the analysis stage needs: features, baseline, alerts and each machine's context.
     pub fn analysis(&self) -> AnalysisConfig {
         AnalysisConfig {
@@ -425,6 +457,29 @@ impl Config {
                 format!(
                     "file {} does not exist or is not readable: the built-in model runs instead",
                     m.display()
+                ),
+            ));
+        }
+        for (i, k) in self.model.trusted_keys.iter().enumerate() {
+            if self.model.enabled && !k.exists() {
+                w.push(FieldError::new(
+                    format!("model.trusted_keys[{i}]"),
+                    format!(
+                        "{} does not exist: packages signed by it are refused until it is there",
+                        k.display()
+                    ),
+                ));
+            }
+        }
+        if self.model.enabled
+            && let Some(d) = &self.model.package_dir
+            && !d.is_dir()
+        {
+            w.push(FieldError::new(
+                "model.package_dir",
+                format!(
+                    "{} is not a folder (yet): no packages are read from it",
+                    d.display()
                 ),
             ));
         }
@@ -666,6 +721,25 @@ impl Config {
             p.add(format!("health.{field}"), reason);
         }
         p.check(self.model.queue > 0, "model.queue", "must be > 0");
+        for (field, reason) in self.model.rollout.validate() {
+            p.add(format!("model.rollout.{field}"), reason);
+        }
+        for (i, k) in self.model.trusted_keys.iter().enumerate() {
+            // A missing key file is a warning (packages are refused until it is there); one
+            // that is there and is not a key cannot mean anything.
+            if k.exists()
+                && let Err(e) = crate::lifecycle::package::read_public_key(k)
+            {
+                p.add(format!("model.trusted_keys[{i}]"), e.to_string());
+            }
+        }
+        for (i, l) in self.agent.labels.iter().enumerate() {
+            p.check(
+                !l.trim().is_empty(),
+                format!("agent.labels[{i}]"),
+                "must not be empty",
+            );
+        }
         let pl = &self.pipeline;
         p.check(
             pl.ingest_capacity > 0,

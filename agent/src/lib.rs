@@ -24,6 +24,7 @@ pub mod config;
 pub mod field;
 pub mod forward;
 pub mod ingest;
+pub mod lifecycle;
 pub mod ops;
 pub mod outbox;
 pub mod queue;

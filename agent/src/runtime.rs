@@ -174,13 +174,21 @@ pub fn load_model(
     config: &crate::analyze::model::ModelConfig,
     window: &crate::assemble::window::WindowConfig,
 ) -> Result<Option<Model>, StartError> {
+    Ok(load_base_model(config, window)?.map(|(m, _)| m))
+}
+
+/// [`load_model`], with the source the model came from (the built-in one after a fall-back).
+pub fn load_base_model(
+    config: &crate::analyze::model::ModelConfig,
+    window: &crate::assemble::window::WindowConfig,
+) -> Result<Option<(Model, ModelSource)>, StartError> {
     if !config.enabled {
         tracing::info!("no classifier ([model] enabled = false): baseline and thresholds only");
         return Ok(None);
     }
     let source = config.source();
-    let model = match Model::open(&source, config.variant) {
-        Ok(m) => m,
+    let (model, source) = match Model::open(&source, config.variant) {
+        Ok(m) => (m, source),
         // A stored model that fails its checks must not take the gateway down: the model built
         // into the agent runs instead, said loudly and counted, until a good one is installed.
         Err(error) if source != ModelSource::Builtin => {
@@ -191,10 +199,11 @@ pub fn load_model(
             );
             metrics::gauge!("edgewatch_model_fallback").set(1.0);
             let builtin = ModelSource::Builtin;
-            Model::open(&builtin, config.variant).map_err(|error| StartError::Model {
+            let m = Model::open(&builtin, config.variant).map_err(|error| StartError::Model {
                 from: builtin.clone(),
                 error,
-            })?
+            })?;
+            (m, builtin)
         }
         Err(error) => {
             return Err(StartError::Model {
@@ -213,10 +222,12 @@ pub fn load_model(
         tracing::warn!("{warning}");
     }
     set_model_info(model.version(), config.variant);
-    Ok(Some(model))
+    Ok(Some((model, source)))
 }
 
-fn set_model_info(version: &str, variant: Variant) {
+/// Sets `edgewatch_model_info{version, variant}` to 1 for the active model (0 for the one
+/// before).
+pub fn set_model_info(version: &str, variant: Variant) {
     static CURRENT: std::sync::Mutex<Option<(String, Variant)>> = std::sync::Mutex::new(None);
     let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((v, k)) = current.take() {
@@ -259,7 +270,22 @@ pub async fn start(
     let health = Arc::new(Health::new(clock));
     let prometheus = prometheus()?;
     // After the recorder: the model-info gauge is set while loading.
-    let model = load_model(&config.model, &config.window)?;
+    let base = load_base_model(&config.model, &config.window)?;
+    // The lifecycle decides which model is active: a stored package or the base.
+    let (status_tx, mut status_rx) = mpsc::unbounded_channel::<crate::lifecycle::Event>();
+    let (lifecycle, model) = match base {
+        Some((model, source)) => {
+            let (driver, active) = crate::lifecycle::Driver::start(
+                config.lifecycle(),
+                model,
+                source,
+                Some(status_tx),
+                clock.unix_ms(),
+            );
+            (Some(driver), Some(active))
+        }
+        None => (None, None),
+    };
     let config = Arc::new(config);
     let mut tasks = Vec::new();
     let mut threads = Vec::new();
@@ -331,18 +357,41 @@ pub async fn start(
         let (mut c, h) = (config.analysis(), health.clone());
         // Alert ids: this agent, this start (a random number), the asset and the time.
         c.alert_id_prefix = format!("{}-{:08x}", config.agent.id, rand::random::<u32>());
-        let classifier = model.map(|m| Box::new(m) as Box<dyn Classify>);
+        let classifier: Option<Box<dyn Classify>> = model;
         threads.push(
             std::thread::Builder::new()
                 .name("analysis".into())
                 .spawn(move || {
-                    analyze::extract_features(&c, window_rx, report_tx, h, classifier, clock)
+                    analyze::extract_features(
+                        &c, window_rx, report_tx, h, classifier, lifecycle, clock,
+                    )
                 })
                 .map_err(|error| StartError::Thread {
                     what: "analysis",
                     error,
                 })?,
         );
+    }
+    if let Some(control) = &control {
+        // Packages from Kafka (the models topic) and from the package folder.
+        if let Some(kafka) = &config.kafka
+            && let Some(topic) = kafka.models_topic()
+            && let Some(cc) = crate::lifecycle::consumer::consumer_config(kafka, &config.agent.id)
+        {
+            threads.push(
+                crate::lifecycle::consumer::spawn(cc, topic, control.sender(), shutdown.clone())
+                    .map_err(|error| StartError::Thread {
+                        what: "models consumer",
+                        error,
+                    })?,
+            );
+        }
+        if let Some(dir) = config.model.package_dir.clone() {
+            let control = control.clone();
+            tasks.push(tokio::spawn(async move {
+                control.offer_packages(&dir).await;
+            }));
+        }
     }
     let (reporter, store, writer, forwarder) = start_outbox(&config, clock)?;
     threads.push(writer);
@@ -356,6 +405,9 @@ pub async fn start(
         let mut next_heartbeat = heartbeat_ms;
         loop {
             tokio::select! {
+                Some(event) = status_rx.recv() => {
+                    reporter.model_status(&event, clock.now()).await;
+                }
                 report = report_rx.recv() => {
                     let Some(report) = report else { break };
                     h.report_consumed();
@@ -371,6 +423,9 @@ pub async fn start(
                     }
                 }
             }
+        }
+        while let Ok(event) = status_rx.try_recv() {
+            reporter.model_status(&event, clock.now()).await;
         }
         reporter.finish(clock.now()).await;
     }));

@@ -40,6 +40,7 @@ pub fn config_for(scenario: &Scenario, device: PathBuf, opts: &DemoOptions) -> C
         agent: AgentSection {
             id: "demo".into(),
             data_dir: opts.data_dir.clone(),
+            labels: Vec::new(),
         },
         serial: vec![SerialSource {
             device,

@@ -16,7 +16,7 @@ pub mod diagnosis;
 pub mod features;
 pub mod health;
 pub mod model;
-mod persist;
+pub(crate) mod persist;
 pub mod scoring;
 mod stage;
 

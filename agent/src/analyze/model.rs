@@ -370,6 +370,17 @@ pub struct ModelConfig {
     /// analysis thread owns the model, so no window waits in a queue for it.
     #[serde(default = "ModelConfig::default_queue")]
     pub queue: usize,
+    /// Public key files (`lab model keygen`) whose signatures make a model package trusted.
+    /// None: every package is refused (`untrusted_key`).
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+    /// A folder of packages (`*.ewpkg`) offered at start and at each SIGHUP (`systemctl
+    /// reload`), for gateways without Kafka; packages are left in place.
+    #[serde(default)]
+    pub package_dir: Option<PathBuf>,
+    /// Shadow, promotion and rollback rules.
+    #[serde(default)]
+    pub rollout: crate::lifecycle::machine::Rules,
 }
 
 impl ModelConfig {
@@ -399,6 +410,9 @@ impl Default for ModelConfig {
             manifest: None,
             variant: Self::default_variant(),
             queue: Self::default_queue(),
+            trusted_keys: Vec::new(),
+            package_dir: None,
+            rollout: crate::lifecycle::machine::Rules::default(),
         }
     }
 }

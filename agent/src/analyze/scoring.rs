@@ -293,6 +293,15 @@ impl Scorer {
         self.classifier = Some(classifier);
     }
 
+    /// Replaces the classifier and hands back the one it replaces (the model lifecycle keeps
+    /// it beside the new one for its watch, or drops it).
+    pub fn replace_classifier(
+        &mut self,
+        classifier: Box<dyn Classify>,
+    ) -> Option<Box<dyn Classify>> {
+        self.classifier.replace(classifier)
+    }
+
     /// The classifier's call on one model-input vector (`None`: no classifier, or it could not
     /// say). For tests of the classifier in place.
     #[cfg(test)]

@@ -106,6 +106,13 @@ pub enum Input {
         /// The answer.
         reply: tokio::sync::oneshot::Sender<Result<Arc<str>, ReloadError>>,
     },
+    /// A model package (from the models topic or the package folder) for the lifecycle.
+    Package {
+        /// The package's bytes.
+        bytes: Vec<u8>,
+        /// Where it came from (`kafka:<topic>/<partition>@<offset>`, `file:<path>`).
+        source: String,
+    },
 }
 
 impl From<AssembledWindow> for Input {
@@ -141,6 +148,11 @@ impl ModelControl {
         Self { tx }
     }
 
+    /// The analysis thread's input channel (for the models topic's consumer).
+    pub fn sender(&self) -> mpsc::Sender<Input> {
+        self.tx.clone()
+    }
+
     /// Loads `variant` from `source` on the analysis thread and switches to it after the
     /// windows already queued; returns the new version. On error the running model is kept.
     pub async fn reload(
@@ -158,6 +170,12 @@ impl ModelControl {
             .await
             .map_err(|_| ReloadError::Stopped)?;
         rx.await.map_err(|_| ReloadError::Stopped)?
+    }
+
+    /// Offers the model packages in `dir` to the lifecycle (in file-name order, after the
+    /// windows already queued); returns how many were offered.
+    pub async fn offer_packages(&self, dir: &std::path::Path) -> usize {
+        crate::lifecycle::offer_dir(dir, &self.tx).await
     }
 }
 
@@ -178,6 +196,7 @@ pub struct FeatureStage {
     zone_limits: HashMap<Arc<str>, ZoneLimits>,
     extractors: HashMap<(usize, u64), FeatureExtractor>,
     window: WindowConfig,
+    lifecycle: Option<crate::lifecycle::Driver>,
 }
 
 impl std::fmt::Debug for FeatureStage {
@@ -210,6 +229,45 @@ impl FeatureStage {
                 .collect(),
             extractors: HashMap::new(),
             window: config.window,
+            lifecycle: None,
+        }
+    }
+
+    /// Puts the model lifecycle in charge of the classifier (packages, shadow, rollback).
+    pub fn with_lifecycle(mut self, driver: crate::lifecycle::Driver) -> Self {
+        self.lifecycle = Some(driver);
+        self
+    }
+
+    /// The model lifecycle, when there is one.
+    pub fn lifecycle(&self) -> Option<&crate::lifecycle::Driver> {
+        self.lifecycle.as_ref()
+    }
+
+    /// A model package arrived from `source` at wall-clock `now_unix_ms`: checked and, if
+    /// accepted, put in shadow. Without a lifecycle (no model) it is ignored, with a warning.
+    pub fn offer_package(&mut self, bytes: &[u8], source: &str, now_unix_ms: u64) {
+        match &mut self.lifecycle {
+            Some(l) => l.offer(bytes, source, now_unix_ms),
+            None => tracing::warn!(
+                source,
+                "a model package arrived but the agent runs without a model: ignored"
+            ),
+        }
+    }
+
+    /// After a window was scored: the lifecycle's shadow or watch model classifies the same
+    /// inputs, and any decision due is taken before the next window.
+    pub fn after_window(&mut self, report: &WindowReport, now_unix_ms: u64) {
+        if let Some(l) = &mut self.lifecycle {
+            l.on_window(
+                &report.asset,
+                &report.features.model_inputs(),
+                report.assessment.class.as_ref(),
+                report.assessment.active_alert.is_some(),
+                &mut self.scorer,
+                now_unix_ms,
+            );
         }
     }
 
@@ -234,8 +292,27 @@ impl FeatureStage {
                     tracing::warn!("{warning}");
                 }
                 let version: Arc<str> = Arc::from(model.version());
-                self.scorer.set_classifier(Box::new(model));
-                Ok(version)
+                let switch = match &mut self.lifecycle {
+                    Some(l) => l.base_replaced(source.clone(), &version),
+                    None => true,
+                };
+                if switch {
+                    self.scorer.set_classifier(Box::new(model));
+                    Ok(version)
+                } else {
+                    // A package is active: the configured model is the fall-back from now on.
+                    let active = self
+                        .lifecycle
+                        .as_ref()
+                        .map(|l| l.state().active.version.clone())
+                        .unwrap_or_default();
+                    tracing::info!(
+                        configured = %version,
+                        active = %active,
+                        "the configured model is the fall-back; the package stays active"
+                    );
+                    Ok(Arc::from(active.as_str()))
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "new model refused; the current one keeps running");
@@ -332,9 +409,13 @@ pub fn extract_features(
     tx: mpsc::Sender<WindowReport>,
     health: Arc<Health>,
     classifier: Option<Box<dyn Classify>>,
+    lifecycle: Option<crate::lifecycle::Driver>,
     clock: Clock,
 ) {
     let mut stage = FeatureStage::new(config, classifier);
+    if let Some(l) = lifecycle {
+        stage = stage.with_lifecycle(l);
+    }
     while let Some(input) = rx.blocking_recv() {
         let w = match input {
             Input::Window(w) => w,
@@ -347,6 +428,10 @@ pub fn extract_features(
                 let _ = reply.send(stage.reload_model(&source, variant));
                 continue;
             }
+            Input::Package { bytes, source } => {
+                stage.offer_package(&bytes, &source, clock.unix_ms());
+                continue;
+            }
         };
         // Scored or refused: either way the window has been handled.
         health.window_scored();
@@ -356,10 +441,11 @@ pub fn extract_features(
         // Completing frame's arrival to scored (features, model, baseline, alert state).
         metrics::histogram!("edgewatch_window_latency_seconds")
             .record(clock.now_ms().saturating_sub(completed_ms) as f64 / 1000.0);
-        if let Some(report) = report
-            && tx.blocking_send(report).is_err()
-        {
-            break;
+        if let Some(report) = report {
+            stage.after_window(&report, clock.unix_ms());
+            if tx.blocking_send(report).is_err() {
+                break;
+            }
         }
     }
     tracing::info!("feature stage drained");
@@ -408,6 +494,7 @@ mod tests {
                 report_tx,
                 Arc::new(Health::new(Clock::start())),
                 Some(Box::new(model)),
+                None,
                 Clock::start(),
             )
         });

@@ -79,6 +79,13 @@ pub struct KafkaConfig {
     /// Heartbeats topic (after the prefix).
     #[serde(default = "KafkaConfig::default_health_topic")]
     pub health_topic: String,
+    /// Model lifecycle events topic (after the prefix).
+    #[serde(default = "KafkaConfig::default_model_status_topic")]
+    pub model_status_topic: String,
+    /// The compacted topic model packages arrive on (after the prefix); empty: packages only
+    /// from `[model] package_dir`.
+    #[serde(default = "KafkaConfig::default_models_topic")]
+    pub models_topic: String,
     /// `lz4`, `zstd` or `none`.
     #[serde(default = "KafkaConfig::default_compression")]
     pub compression: Compression,
@@ -150,6 +157,19 @@ impl KafkaConfig {
     pub fn default_health_topic() -> String {
         "health".into()
     }
+    /// `"model-status"`.
+    pub fn default_model_status_topic() -> String {
+        "model-status".into()
+    }
+    /// `"models"`.
+    pub fn default_models_topic() -> String {
+        "models".into()
+    }
+    /// The full name of the models topic, `None` when it is switched off.
+    pub fn models_topic(&self) -> Option<String> {
+        (!self.models_topic.is_empty())
+            .then(|| format!("{}{}", self.topic_prefix, self.models_topic))
+    }
     /// `lz4`.
     pub const fn default_compression() -> Compression {
         Compression::Lz4
@@ -185,6 +205,7 @@ impl KafkaConfig {
             Kind::Alert => &self.alerts_topic,
             Kind::Summary => &self.summaries_topic,
             Kind::Health => &self.health_topic,
+            Kind::ModelStatus => &self.model_status_topic,
         };
         format!("{}{}", self.topic_prefix, name)
     }
@@ -301,6 +322,7 @@ impl KafkaConfig {
             ("alerts_topic", &self.alerts_topic),
             ("summaries_topic", &self.summaries_topic),
             ("health_topic", &self.health_topic),
+            ("model_status_topic", &self.model_status_topic),
         ] {
             let full = format!("{}{}", self.topic_prefix, topic);
             if topic.is_empty() || !legal(&full) {
@@ -309,6 +331,14 @@ impl KafkaConfig {
                     format!("`{full}` is not a Kafka topic name (letters, digits, . _ -)"),
                 ));
             }
+        }
+        if let Some(full) = self.models_topic()
+            && !legal(&full)
+        {
+            p.push(field(
+                "models_topic",
+                format!("`{full}` is not a Kafka topic name (letters, digits, . _ -)"),
+            ));
         }
         if self.max_in_flight == 0 {
             p.push(field("max_in_flight", "must be > 0".into()));

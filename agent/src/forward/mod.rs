@@ -184,6 +184,7 @@ struct Topics {
     alert: String,
     summary: String,
     health: String,
+    model_status: String,
 }
 
 impl Topics {
@@ -192,6 +193,7 @@ impl Topics {
             Kind::Alert => &self.alert,
             Kind::Summary => &self.summary,
             Kind::Health => &self.health,
+            Kind::ModelStatus => &self.model_status,
         }
     }
 }
@@ -213,6 +215,7 @@ impl Kafka {
                 alert: cfg.topic(Kind::Alert),
                 summary: cfg.topic(Kind::Summary),
                 health: cfg.topic(Kind::Health),
+                model_status: cfg.topic(Kind::ModelStatus),
             },
             cfg: Arc::new(cfg),
             outbox,

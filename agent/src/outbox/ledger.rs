@@ -20,7 +20,8 @@ pub const fn priority(kind: Kind) -> u8 {
     match kind {
         Kind::Health => 0,
         Kind::Summary => 1,
-        Kind::Alert => 2,
+        Kind::ModelStatus => 2,
+        Kind::Alert => 3,
     }
 }
 
@@ -60,7 +61,7 @@ pub enum Admit {
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     entries: BTreeMap<Seq, Entry>,
-    by_kind: [BTreeSet<Seq>; 3],
+    by_kind: [BTreeSet<Seq>; 4],
     depth: Depth,
 }
 

@@ -106,7 +106,12 @@ enum Op {
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
-    prop_oneof![Just(Kind::Alert), Just(Kind::Summary), Just(Kind::Health)]
+    prop_oneof![
+        Just(Kind::Alert),
+        Just(Kind::Summary),
+        Just(Kind::Health),
+        Just(Kind::ModelStatus)
+    ]
 }
 
 fn append() -> impl Strategy<Value = Op> {
@@ -182,7 +187,7 @@ struct Observed {
     next_seq: Seq,
     depth: Depth,
     /// `count` in [`Kind::EVICTION_ORDER`].
-    counts: [usize; 3],
+    counts: [usize; 4],
     oldest_created_unix_ms: Option<u64>,
     dirty: bool,
     durable: Held,

@@ -3,7 +3,7 @@
 //! ```text
 //! struct Record {            // all integers big-endian
 //!     version: u8,           // 1: payload stored as is; 2: payload compressed (below)
-//!     kind: u8,              // 0 alert, 1 summary, 2 health
+//!     kind: u8,              // 0 alert, 1 summary, 2 health, 3 model status
 //!     created_unix_ms: u64,  // wall clock when the record was made (oldest-age metric)
 //!     key_len: u16,
 //!     key: [u8; key_len],    // the Kafka key (asset id; agent id for health), UTF-8
@@ -50,11 +50,14 @@ pub enum Kind {
     Summary,
     /// An agent heartbeat.
     Health,
+    /// A model lifecycle event (package received, refused, shadow, promoted, rolled back).
+    ModelStatus,
 }
 
 impl Kind {
     /// Every kind, in the order the cap evicts them (first evicted first).
-    pub const EVICTION_ORDER: [Kind; 3] = [Kind::Health, Kind::Summary, Kind::Alert];
+    pub const EVICTION_ORDER: [Kind; 4] =
+        [Kind::Health, Kind::Summary, Kind::ModelStatus, Kind::Alert];
 
     /// Label for metrics and logs.
     pub const fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Kind {
             Kind::Alert => "alert",
             Kind::Summary => "summary",
             Kind::Health => "health",
+            Kind::ModelStatus => "model_status",
         }
     }
 
@@ -70,6 +74,7 @@ impl Kind {
             Kind::Alert => 0,
             Kind::Summary => 1,
             Kind::Health => 2,
+            Kind::ModelStatus => 3,
         }
     }
 
@@ -78,6 +83,7 @@ impl Kind {
             0 => Some(Kind::Alert),
             1 => Some(Kind::Summary),
             2 => Some(Kind::Health),
+            3 => Some(Kind::ModelStatus),
             _ => None,
         }
     }

@@ -174,6 +174,44 @@ pub fn health_record(
     }
 }
 
+/// The record of a model lifecycle event (key: the agent id, so one agent's events stay in
+/// order).
+pub fn model_status_record(
+    agent_id: &str,
+    record_id: &str,
+    e: &crate::lifecycle::Event,
+    created_unix_ms: u64,
+) -> Record {
+    #[derive(Serialize)]
+    struct StatusMessage<'a> {
+        #[serde(flatten)]
+        envelope: Envelope<'a>,
+        #[serde(flatten)]
+        event: &'a crate::lifecycle::Event,
+    }
+    let msg = StatusMessage {
+        envelope: Envelope {
+            schema_version: SCHEMA_VERSION,
+            kind: Kind::ModelStatus,
+            record_id,
+            agent_id,
+            asset_id: None,
+            sensor_id: None,
+            window_start_us: None,
+            window_end_us: None,
+            model_version: Some(&e.active.version),
+            created_unix_ms,
+        },
+        event: e,
+    };
+    Record {
+        kind: Kind::ModelStatus,
+        created_unix_ms,
+        key: agent_id.to_string(),
+        payload: serde_json::to_vec(&msg).expect("model status messages serialize"),
+    }
+}
+
 /// A fresh random record id (128 bits, hex).
 pub fn new_record_id() -> String {
     format!("{:032x}", rand::random::<u128>())

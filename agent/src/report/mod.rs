@@ -73,6 +73,14 @@ impl Reporter {
         self.send(rec).await;
     }
 
+    /// Sends a model lifecycle event made at `now` (waits for room like an alert: the
+    /// central side's record of which agent ran which model depends on each one).
+    pub async fn model_status(&mut self, e: &crate::lifecycle::Event, now: Now) {
+        let rec =
+            message::model_status_record(&self.agent_id, &message::new_record_id(), e, now.unix_ms);
+        self.send(rec).await;
+    }
+
     /// At shutdown (`now`): sends the open summaries and closes the writer's queue.
     pub async fn finish(mut self, now: Now) {
         for s in self.summarizer.drain() {
@@ -86,7 +94,7 @@ impl Reporter {
         let kind = rec.kind;
         match self.tx.try_send(rec) {
             Ok(()) => {}
-            Err(QueueError::Full(rec)) if kind == Kind::Alert => {
+            Err(QueueError::Full(rec)) if matches!(kind, Kind::Alert | Kind::ModelStatus) => {
                 if !self.wait_for_room(rec).await {
                     tracing::error!("the outbox writer is stuck: alert dropped");
                     count_drop(kind, "queue_full");
