@@ -78,6 +78,11 @@ fn validate(path: &Path) -> ExitCode {
             } else {
                 "off".into()
             };
+            if c.model.enabled {
+                for problem in edgewatch_agent::lifecycle::check_stored(&c.lifecycle()) {
+                    eprintln!("{}: warning: model lifecycle: {problem}", path.display());
+                }
+            }
             println!(
                 "{}: valid ({} assets, {} serial ports, mqtt {}, model {})",
                 path.display(),
@@ -154,7 +159,9 @@ async fn run(path: &Path) -> Result<ExitCode> {
 }
 
 /// SIGHUP: reads the configuration again and switches to its `[model]`; a bad file or a
-/// refused model leaves the running model in place. Other sections need a restart.
+/// refused model leaves the running model in place (while a model package is active, the
+/// configured model only becomes its fall-back). Then offers the packages in `[model]
+/// package_dir` to the lifecycle. Other sections need a restart.
 async fn reload(path: &Path, model: Option<&edgewatch_agent::analyze::ModelControl>) {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -173,6 +180,10 @@ async fn reload(path: &Path, model: Option<&edgewatch_agent::analyze::ModelContr
         None => {
             tracing::warn!("SIGHUP: the agent started without a model; enabling it needs a restart")
         }
+    }
+    if let (Some(handle), Some(dir)) = (model, &config.model.package_dir) {
+        let offered = handle.offer_packages(dir).await;
+        tracing::info!(dir = %dir.display(), offered, "SIGHUP: model packages offered");
     }
 }
 

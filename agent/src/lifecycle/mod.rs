@@ -490,6 +490,41 @@ impl Driver {
     }
 }
 
+/// What `agent validate` says about the stored lifecycle: each stored model the state names
+/// (active, previous, in shadow) that would not load now, and why (`run` falls back).
+pub fn check_stored(cfg: &LifecycleConfig) -> Vec<String> {
+    let Some(store) = cfg.state_dir.clone().map(Store::new) else {
+        return Vec::new();
+    };
+    let state = match store.load() {
+        Ok(Some(s)) => s,
+        Ok(None) => return Vec::new(),
+        Err(e) => return vec![format!("state unreadable: {e}")],
+    };
+    let mut named = vec![("active", Some(state.active.clone()))];
+    named.push(("previous", state.previous.clone()));
+    if let machine::Phase::Shadow { candidate, .. } = &state.phase {
+        named.push(("in shadow", Some(candidate.clone())));
+    }
+    let mut out = Vec::new();
+    for (role, m) in named {
+        let Some(m) = m else { continue };
+        let Some(digest) = &m.digest else { continue };
+        let checked = store
+            .get(digest)
+            .map_err(|e| Refusal::Model(format!("stored package: {e}")))
+            .and_then(|bytes| package::verify(&bytes, &cfg.trusted_keys))
+            .and_then(|v| package::load_model(&v, cfg.variant, &cfg.window).map(|_| ()));
+        if let Err(e) = checked {
+            out.push(format!(
+                "the {role} package {} ({digest}) cannot be used: {e}; `run` falls back",
+                m.version
+            ));
+        }
+    }
+    out
+}
+
 /// Offers every package (`*.ewpkg`) in `dir` to the analysis thread, in file-name order.
 /// Returns how many were offered; a folder that cannot be read is logged and offers none.
 pub async fn offer_dir(
