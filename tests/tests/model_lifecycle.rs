@@ -128,6 +128,11 @@ fn publish(bootstrap: &str, key: &str, bytes: &[u8]) -> Instant {
 
 /// Every model-status event so far, in order.
 fn status_events(bootstrap: &str) -> Vec<serde_json::Value> {
+    messages(bootstrap, "edgewatch.model-status")
+}
+
+/// Every message of `topic` so far, in order.
+fn messages(bootstrap: &str, topic: &str) -> Vec<serde_json::Value> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "lifecycle-test")
@@ -135,7 +140,7 @@ fn status_events(bootstrap: &str) -> Vec<serde_json::Value> {
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("edgewatch.model-status", 0, Offset::Beginning)
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
         .unwrap();
     consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();
@@ -289,6 +294,13 @@ fn a_signed_package_over_kafka_is_shadowed_and_promoted_without_a_restart_or_a_l
     assert_eq!(
         promoted["judgement"]["breaches"].as_array().unwrap().len(),
         0
+    );
+    // The summary whose interval spans the switch says so.
+    let summaries = messages(&tansu.bootstrap(), "edgewatch.summaries");
+    assert!(
+        summaries.iter().any(|s| s["model_versions"]
+            == serde_json::json!(["edgewatch-classifier-4", "edgewatch-classifier-4-r2"])),
+        "no summary spans the switch: {summaries:#?}"
     );
     let received = &events[0];
     assert!(

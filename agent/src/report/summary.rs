@@ -26,6 +26,9 @@ pub struct Summary {
     /// Model version of the latest window's classification.
     #[serde(skip)]
     pub model_version: Option<String>,
+    /// Every model version that classified a window of the interval, in the order they did:
+    /// more than one when the interval spans a model switch (a promotion or a rollback).
+    pub model_versions: Vec<String>,
     /// Windows aggregated (all axes).
     pub windows: u64,
     /// Mean RMS acceleration, g.
@@ -129,6 +132,7 @@ impl Summarizer {
                 window_start_us: r.start_us,
                 window_end_us: r.end_us,
                 model_version: None,
+                model_versions: Vec::new(),
                 windows: 0,
                 rms_g_mean: 0.0,
                 rms_g_max: f64::MIN,
@@ -180,6 +184,9 @@ impl Summarizer {
             s.class = Some(c.class.clone());
             s.class_probability = Some(c.probability);
             s.model_version = Some(c.model_version.clone());
+            if s.model_versions.last() != Some(&c.model_version) {
+                s.model_versions.push(c.model_version.clone());
+            }
         }
         s.active_alert = a.active_alert;
         // The most advanced axis speaks for the sensor; the latest window of it.
