@@ -11,7 +11,9 @@
 # 3. trains the MLP, exports float ONNX, quantises to int8 (QDQ) and QOperator, writes
 #    manifest.json, golden.json, agreement-set.csv and report.md (models/train.py),
 # 4. checks every candidate format in tract against onnxruntime and times it (release build),
-# 5. runs the agent's model tests against the new artifacts.
+# 5. runs the agent's model tests against the new artifacts,
+# 6. packages the model with its lineage and signs it: models/edgewatch-classifier.ewpkg
+#    (`lab model package`; `lab model publish` puts it on the models topic).
 #
 # Real recordings are optional and only evaluated for the report: set EDGEWATCH_DATA to a
 # folder holding cwru-fan-end-12k/ and ims-healthy/ (default: ../shared/data beside the
@@ -23,7 +25,10 @@
 # sample count instead, recorded as window_length), THREADS (all cores), MODEL_VERSION
 # (edgewatch-classifier-4), PYTHON (python3), MIN_FAULT_SNR_DB (-5: vibration-fault windows
 # whose fault is quieter than this, dB against the same machine without it, are trained as
-# normal; set it empty to train the simulated labels as they are: see docs/model.md).
+# normal; set it empty to train the simulated labels as they are: see docs/model.md),
+# SIGNING_KEY (the secret key that signs the package; default models/keys/test.key, the
+# committed TEST key: a plant signs with its own, see models/keys/README.md),
+# PARENT_MODEL_VERSION (the lineage's parent model; default none).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -93,4 +98,14 @@ EDGEWATCH_MODEL_CHECK="$ROOT/$WORK/check-manifest.json" \
 # The committed-artifact tests (golden outputs, agreement, refusal of bad models).
 cargo test --quiet --release -p edgewatch-agent --lib analyze::model::
 
-echo "done: $MODELS/report.md"
+# The model as a signed package (docs/model.md, model lifecycle), with its lineage: the
+# training set's id (its export parameters) and size (the manifest's training.train_windows),
+# the code revision (git HEAD), the trainer's parameters (the manifest's training).
+if [ -n "$WINDOW_LEN" ]; then WINDOW_TAG="len$WINDOW_LEN"; else WINDOW_TAG="${WINDOW_S}s"; fi
+DATASET_ID="lab-export-features:seed=1,cases-per-class=$CASES_PER_CLASS,windows-per-case=$WINDOWS_PER_CASE,window=$WINDOW_TAG"
+cargo run --quiet --release -p edgewatch-lab --bin lab -- model package \
+    --manifest "$MODELS/manifest.json" --dataset-id "$DATASET_ID" \
+    ${PARENT_MODEL_VERSION:+--parent "$PARENT_MODEL_VERSION"} \
+    --key "${SIGNING_KEY:-models/keys/test.key}" --out "$MODELS/edgewatch-classifier.ewpkg"
+
+echo "done: $MODELS/report.md, $MODELS/edgewatch-classifier.ewpkg"

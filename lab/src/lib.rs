@@ -11,11 +11,14 @@
 //! - [`training`]: labelled model-input vectors from simulated machines (`lab export-features`).
 //! - [`replay_features`]: a recorded serial stream through the agent's decoder and features,
 //!   offline (`lab replay-features`; the cross-build check compares native and emulated runs).
+//! - [`model_tool`]: signing keys and model packages, and the lifecycle's Kafka topics
+//!   (`lab model keygen|package|sign|verify|publish|status`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod demo;
 pub mod eval;
+pub mod model_tool;
 pub mod recordings;
 pub mod replay_features;
 pub mod rtf;

@@ -15,7 +15,7 @@ use std::time::Duration;
 #[command(
     name = "lab",
     version,
-    about = "Edgewatch lab tools: demo, evaluation, training data, replay"
+    about = "Edgewatch lab tools: demo, evaluation, training data, replay, model packages"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -148,6 +148,12 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Model packages: signing keys, building, signing and verifying packages, publishing
+    /// them on the models topic and reading the agents' model-status events.
+    Model {
+        #[command(subcommand)]
+        command: edgewatch_lab::model_tool::ModelCmd,
+    },
 }
 
 /// The model to evaluate with, loaded once (a bad model is refused, with its reason, before any
@@ -182,6 +188,7 @@ fn main() -> Result<ExitCode> {
     edgewatch_common::logging::init();
     let cli = Cli::parse();
     match cli.command {
+        Cmd::Model { command } => edgewatch_lab::model_tool::run(command),
         Cmd::Eval {
             data,
             out,

@@ -324,10 +324,8 @@ pub enum Transition {
     },
     /// *Act*: the candidate starts classifying in shadow.
     ShadowStarted {
-        /// The candidate.
+        /// The candidate (compared with the active model, which every event names).
         model: ModelRef,
-        /// The active model it is compared with.
-        active: ModelRef,
         /// Resumed after a restart (its period starts again).
         resumed: bool,
     },
@@ -463,7 +461,6 @@ impl Lifecycle {
                 *tally = Tally::default();
                 Some(Transition::ShadowStarted {
                     model: candidate.clone(),
-                    active: self.active.clone(),
                     resumed: true,
                 })
             }
@@ -529,7 +526,6 @@ impl Lifecycle {
         };
         out.push(Transition::ShadowStarted {
             model,
-            active: self.active.clone(),
             resumed: false,
         });
         out

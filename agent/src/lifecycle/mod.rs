@@ -372,6 +372,19 @@ impl Driver {
             return;
         }
         if self.machine.knows(&digest) {
+            // The same body signed again (a key rotation): the stored copy of a model in use
+            // takes the new signatures, so it still verifies once the old key is withdrawn.
+            let in_use = |m: &ModelRef| m.digest.as_deref() == Some(digest.as_str());
+            if (in_use(&self.machine.active) || self.machine.previous.as_ref().is_some_and(in_use))
+                && let Some(store) = &self.store
+                && store.get(&digest).is_ok_and(|old| old != bytes)
+                && package::verify(bytes, &self.cfg.trusted_keys).is_ok()
+            {
+                match store.put(&digest, bytes) {
+                    Ok(()) => tracing::info!(%version, source, "stored package re-signed"),
+                    Err(e) => tracing::error!(error = %e, "cannot store the re-signed package"),
+                }
+            }
             metrics::counter!("edgewatch_model_packages_total", "result" => "known").increment(1);
             tracing::debug!(%version, source, "model package already decided on");
             return;
@@ -574,4 +587,106 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::baseline::BaselineConfig;
+    use std::path::Path;
+
+    fn base() -> Model {
+        Model::open(&ModelSource::Builtin, Variant::Int8)
+            .or_else(|_| {
+                Model::load(
+                    &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/manifest.json"),
+                    Variant::Int8,
+                )
+            })
+            .unwrap()
+    }
+
+    fn cfg(dir: &Path, trusted: Vec<VerifyingKey>) -> LifecycleConfig {
+        LifecycleConfig {
+            agent_id: "gw".into(),
+            labels: Vec::new(),
+            trusted_keys: trusted,
+            rules: Rules {
+                shadow_windows: 3,
+                shadow_s: 0.0,
+                ..Rules::default()
+            },
+            variant: Variant::Int8,
+            window: WindowConfig::default(),
+            alerts: AlertConfig::default(),
+            state_dir: Some(dir.to_path_buf()),
+        }
+    }
+
+    fn signed(body: &package::Body, keys: &[&ed25519_dalek::SigningKey]) -> Vec<u8> {
+        let mut e = package::Envelope::new(body);
+        for k in keys {
+            e.sign(k).unwrap();
+        }
+        e.to_bytes()
+    }
+
+    #[test]
+    fn a_promoted_package_survives_a_restart_and_a_key_rotation_by_re_signing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (package::generate_key(), package::generate_key());
+        let body = package::build(&package::PackageInput {
+            manifest: Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/manifest.json"),
+            golden: None,
+            version: Some("r2".into()),
+            lineage: Some(package::Lineage {
+                dataset_id: "t".into(),
+                dataset_size: 1,
+                code_revision: "t".into(),
+                trainer: serde_json::Value::Null,
+                parent_model_version: None,
+                created_unix_ms: 1,
+            }),
+            targets: package::Targets::default(),
+            created_unix_ms: 1,
+        })
+        .unwrap()
+        .body()
+        .unwrap();
+        let both = vec![old.verifying_key(), new.verifying_key()];
+        let (mut d, active) = Driver::start(
+            cfg(dir.path(), both.clone()),
+            base(),
+            ModelSource::Builtin,
+            None,
+            0,
+        );
+        let mut scorer = Scorer::new(
+            Some(active),
+            BaselineConfig::default(),
+            AlertConfig::default(),
+            None,
+        );
+        d.offer(&signed(&body, &[&old]), "test", 0);
+        assert_eq!(d.state().phase.name(), "shadow");
+        let x = [0.0f32; crate::analyze::features::MODEL_INPUT_LEN];
+        for _ in 0..3 {
+            let v = scorer.classify_inputs(&x);
+            d.on_window("a", &x, v.as_ref(), false, &mut scorer, 1);
+        }
+        assert_eq!(d.state().active.version, "r2");
+        assert_eq!(scorer.classify_inputs(&x).unwrap().model_version, "r2");
+        // The same body, signed by the new key only: the stored copy takes it.
+        d.offer(&signed(&body, &[&new]), "test", 2);
+        drop(d);
+        let (d, mut active) = Driver::start(
+            cfg(dir.path(), vec![new.verifying_key()]),
+            base(),
+            ModelSource::Builtin,
+            None,
+            3,
+        );
+        assert_eq!(d.state().active.version, "r2");
+        assert_eq!(active.classify(&x).unwrap().model_version, "r2");
+    }
 }

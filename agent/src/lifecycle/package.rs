@@ -29,7 +29,7 @@
 //!   the digests it has decided on, so a package is judged once, never in a loop.
 //! - A package is at most [`MAX_PACKAGE_BYTES`], below Kafka's default 1 MB message limit; the
 //!   tool refuses to build a larger one and the agent refuses to read one. The committed
-//!   classifier packs into about 40 kB.
+//!   classifier packs into about 51 kB.
 //!
 //! Checking a package is two steps, both pure: [`verify`] (size, shape, signature by a trusted
 //! key) and [`load_model`] (the manifest against this agent's features and windows, the graph

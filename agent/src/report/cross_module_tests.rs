@@ -222,3 +222,185 @@ fn summaries_report_the_shaft_speed_the_windows_were_analysed_at() {
     assert_eq!(v["shaft_hz_mean"], 24.5);
     assert_eq!(v["speed_estimated_windows"], 1);
 }
+
+/// One lifecycle event of each kind, as the driver builds them.
+fn lifecycle_events() -> Vec<crate::lifecycle::Event> {
+    use crate::lifecycle::machine::{Judgement, ModelRef, Transition as T};
+    use crate::lifecycle::{Event, EventKind, FellBack};
+    let package = |v: &str, d: char| ModelRef {
+        version: v.into(),
+        digest: Some(std::iter::repeat_n(d, 64).collect()),
+    };
+    let own = ModelRef {
+        version: "edgewatch-classifier-4".into(),
+        digest: None,
+    };
+    let candidate = package("edgewatch-classifier-5", 'a');
+    let judgement = Judgement {
+        windows: 240,
+        normal_agreement: Some(0.97),
+        fault_rates: [("pump-1".to_string(), (0.01, 0.02))].into(),
+        solo_runs: [("pump-1".to_string(), 2)].into(),
+        breaches: Vec::new(),
+    };
+    let breached = Judgement {
+        normal_agreement: None,
+        breaches: vec!["pump-1: a solo fault run of 12 windows (rule: < 10)".into()],
+        ..judgement.clone()
+    };
+    let event = |kind, source: Option<&str>, active: &ModelRef, phase| Event {
+        at_unix_ms: 1_700_000_000_000,
+        transition: kind,
+        source: source.map(str::to_string),
+        active: active.clone(),
+        phase,
+    };
+    let t = EventKind::Transition;
+    vec![
+        event(
+            t(T::Received {
+                model: candidate.clone(),
+            }),
+            Some("kafka:edgewatch.models/0@7"),
+            &own,
+            "stable",
+        ),
+        event(
+            t(T::Refused {
+                model: package("edgewatch-classifier-6", 'b'),
+                reason_code: "untrusted_key".into(),
+                reason: "signed by 0123456789abcdef, which is not a trusted key".into(),
+            }),
+            None,
+            &own,
+            "stable",
+        ),
+        event(
+            t(T::ShadowStarted {
+                model: candidate.clone(),
+                resumed: false,
+            }),
+            None,
+            &own,
+            "shadow",
+        ),
+        event(
+            t(T::Superseded {
+                model: candidate.clone(),
+                judgement: judgement.clone(),
+            }),
+            None,
+            &own,
+            "stable",
+        ),
+        event(
+            t(T::ShadowRejected {
+                model: candidate.clone(),
+                judgement: breached.clone(),
+            }),
+            None,
+            &own,
+            "stable",
+        ),
+        event(
+            t(T::Promoted {
+                model: candidate.clone(),
+                previous: own.clone(),
+                judgement: judgement.clone(),
+            }),
+            None,
+            &candidate,
+            "watch",
+        ),
+        event(
+            t(T::WatchPassed {
+                model: candidate.clone(),
+                judgement: judgement.clone(),
+            }),
+            None,
+            &candidate,
+            "stable",
+        ),
+        event(
+            t(T::RolledBack {
+                model: candidate.clone(),
+                restored: own.clone(),
+                judgement: breached,
+            }),
+            None,
+            &own,
+            "stable",
+        ),
+        event(
+            EventKind::FellBack(FellBack {
+                event: "fell_back",
+                model: candidate,
+                to: own.clone(),
+                reason_code: "golden".into(),
+                reason: "golden outputs: case 0 class 1: tract 0.5, expected 0.1".into(),
+            }),
+            None,
+            &own,
+            "stable",
+        ),
+    ]
+}
+
+#[test]
+fn every_kind_of_model_lifecycle_event_matches_the_model_status_schema() {
+    let events = lifecycle_events();
+    let mut names: Vec<&str> = events.iter().map(|e| e.name()).collect();
+    names.dedup();
+    assert_eq!(
+        names,
+        [
+            "received",
+            "refused",
+            "shadow_started",
+            "superseded",
+            "shadow_rejected",
+            "promoted",
+            "watch_passed",
+            "rolled_back",
+            "fell_back"
+        ]
+    );
+    let validator = validator("edgewatch.model-status");
+    for e in &events {
+        let rec = message::model_status_record("gw-1", &message::new_record_id(), e, 5);
+        assert_eq!(rec.key, "gw-1");
+        assert_valid("edgewatch.model-status", &rec.payload);
+        let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap();
+        assert_eq!(v["type"], "model_status");
+        assert_eq!(v["event"], e.name());
+        assert_eq!(v["model_version"], e.active.version.as_str());
+
+        // The schema holds each event to its own fields: an unknown event, a missing field of
+        // this event and a field of another event are refused.
+        let mut unknown = v.clone();
+        unknown["event"] = "installed".into();
+        assert!(!validator.is_valid(&unknown), "{unknown}");
+        let mut bare = v.clone();
+        let own_field = ["reason_code", "judgement", "resumed", "to"]
+            .into_iter()
+            .find(|f| v.get(f).is_some());
+        if let Some(f) = own_field {
+            bare.as_object_mut().unwrap().remove(f);
+            assert!(!validator.is_valid(&bare), "{bare}");
+        }
+        let mut foreign = v.clone();
+        let other = if v.get("restored").is_some() {
+            "previous"
+        } else {
+            "restored"
+        };
+        foreign[other] = v["active"].clone();
+        assert!(!validator.is_valid(&foreign), "{foreign}");
+    }
+    let mut bad_digest: serde_json::Value = serde_json::from_slice(
+        &message::model_status_record("gw-1", &message::new_record_id(), &events[0], 5).payload,
+    )
+    .unwrap();
+    bad_digest["model"]["digest"] = "not-a-digest".into();
+    assert!(!validator.is_valid(&bad_digest));
+}
