@@ -371,12 +371,12 @@ impl Config {
 
     /// What the model lifecycle needs: identity, trusted keys (unusable ones are logged and
     /// left out), rules, and where its state is kept.
-    pub fn lifecycle(&self) -> crate::lifecycle::LifecycleConfig {
+    pub fn lifecycle(&self) -> crate::analyze::lifecycle::LifecycleConfig {
         let trusted_keys = self
             .model
             .trusted_keys
             .iter()
-            .filter_map(|k| match crate::lifecycle::package::read_public_key(k) {
+            .filter_map(|k| match crate::analyze::lifecycle::package::read_public_key(k) {
                 Ok(key) => Some(key),
                 Err(e) => {
                     tracing::warn!(error = %e, "trusted key unusable: packages it signs are refused");
@@ -384,7 +384,7 @@ impl Config {
                 }
             })
             .collect();
-        crate::lifecycle::LifecycleConfig {
+        crate::analyze::lifecycle::LifecycleConfig {
             agent_id: self.agent.id.clone(),
             labels: self.agent.labels.clone(),
             trusted_keys,
@@ -728,7 +728,7 @@ impl Config {
             // A missing key file is a warning (packages are refused until it is there); one
             // that is there and is not a key cannot mean anything.
             if k.exists()
-                && let Err(e) = crate::lifecycle::package::read_public_key(k)
+                && let Err(e) = crate::analyze::lifecycle::package::read_public_key(k)
             {
                 p.add(format!("model.trusted_keys[{i}]"), e.to_string());
             }

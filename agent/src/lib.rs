@@ -24,7 +24,6 @@ pub mod config;
 pub mod field;
 pub mod forward;
 pub mod ingest;
-pub mod lifecycle;
 pub mod ops;
 pub mod outbox;
 pub mod queue;

@@ -79,7 +79,7 @@ fn validate(path: &Path) -> ExitCode {
                 "off".into()
             };
             if c.model.enabled {
-                for problem in edgewatch_agent::lifecycle::check_stored(&c.lifecycle()) {
+                for problem in edgewatch_agent::analyze::lifecycle::check_stored(&c.lifecycle()) {
                     eprintln!("{}: warning: model lifecycle: {problem}", path.display());
                 }
             }

@@ -19,7 +19,7 @@
 //! hands its open summaries to the writer, which flushes; then the forwarder stops.
 
 use crate::analyze::model::ModelError;
-use crate::analyze::model::{Model, ModelSource, Variant};
+use crate::analyze::model::{Model, ModelSource, Variant, set_model_info};
 use crate::analyze::scoring::Classify;
 use crate::analyze::{self, ModelControl, WindowReport};
 use crate::assemble;
@@ -225,19 +225,6 @@ pub fn load_base_model(
     Ok(Some((model, source)))
 }
 
-/// Sets `edgewatch_model_info{version, variant}` to 1 for the active model (0 for the one
-/// before).
-pub fn set_model_info(version: &str, variant: Variant) {
-    static CURRENT: std::sync::Mutex<Option<(String, Variant)>> = std::sync::Mutex::new(None);
-    let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((v, k)) = current.take() {
-        metrics::gauge!("edgewatch_model_info", "version" => v, "variant" => k.key()).set(0.0);
-    }
-    metrics::gauge!("edgewatch_model_info", "version" => version.to_string(), "variant" => variant.key())
-        .set(1.0);
-    *current = Some((version.to_string(), variant));
-}
-
 /// Replaces the running model with `variant` from `source`; on refusal the current model keeps
 /// running and the error says why. Counted in `edgewatch_model_reloads_total{result}`.
 pub async fn reload_model(
@@ -272,10 +259,10 @@ pub async fn start(
     // After the recorder: the model-info gauge is set while loading.
     let base = load_base_model(&config.model, &config.window)?;
     // The lifecycle decides which model is active: a stored package or the base.
-    let (status_tx, mut status_rx) = mpsc::unbounded_channel::<crate::lifecycle::Event>();
+    let (status_tx, mut status_rx) = mpsc::unbounded_channel::<crate::analyze::lifecycle::Event>();
     let (lifecycle, model) = match base {
         Some((model, source)) => {
-            let (driver, active) = crate::lifecycle::Driver::start(
+            let (driver, active) = crate::analyze::lifecycle::Driver::start(
                 config.lifecycle(),
                 model,
                 source,
@@ -376,14 +363,20 @@ pub async fn start(
         // Packages from Kafka (the models topic) and from the package folder.
         if let Some(kafka) = &config.kafka
             && let Some(topic) = kafka.models_topic()
-            && let Some(cc) = crate::lifecycle::consumer::consumer_config(kafka, &config.agent.id)
+            && let Some(cc) =
+                crate::analyze::lifecycle::consumer::consumer_config(kafka, &config.agent.id)
         {
             threads.push(
-                crate::lifecycle::consumer::spawn(cc, topic, control.sender(), shutdown.clone())
-                    .map_err(|error| StartError::Thread {
-                        what: "models consumer",
-                        error,
-                    })?,
+                crate::analyze::lifecycle::consumer::spawn(
+                    cc,
+                    topic,
+                    control.sender(),
+                    shutdown.clone(),
+                )
+                .map_err(|error| StartError::Thread {
+                    what: "models consumer",
+                    error,
+                })?,
             );
         }
         if let Some(dir) = config.model.package_dir.clone() {

@@ -9,7 +9,7 @@
 //! - `publish`: puts a package on the models topic (compacted, keyed by model version).
 //! - `status`: the agents' latest lifecycle events from the model-status topic.
 //!
-//! The package format and every check are the agent's ([`edgewatch_agent::lifecycle::package`]):
+//! The package format and every check are the agent's ([`edgewatch_agent::analyze::lifecycle::package`]):
 //! what this tool accepts is what a gateway accepts.
 
 use std::collections::BTreeMap;
@@ -19,11 +19,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use edgewatch_agent::analyze::model::Variant;
-use edgewatch_agent::forward::config::KafkaConfig;
-use edgewatch_agent::lifecycle::package::{
+use edgewatch_agent::analyze::lifecycle::package::{
     self, Envelope, Lineage, MAX_PACKAGE_BYTES, PackageInput, Refusal, Targets,
 };
+use edgewatch_agent::analyze::model::Variant;
+use edgewatch_agent::forward::config::KafkaConfig;
 
 /// `lab model` subcommands.
 #[derive(Debug, clap::Subcommand)]

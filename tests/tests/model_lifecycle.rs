@@ -6,7 +6,7 @@
 //! Each test prints the times it measured (publish -> shadow start, shadow -> promoted,
 //! machine change -> rollback): docs/model.md quotes them.
 
-use edgewatch_agent::lifecycle::package::{
+use edgewatch_agent::analyze::lifecycle::package::{
     self, Envelope, Lineage, PackageInput, Targets, generate_key, public_key_text,
 };
 use edgewatch_tests::{Agent, Mosquitto, Proc, Tansu, metric, sim_mqtt_command};

@@ -380,7 +380,7 @@ pub struct ModelConfig {
     pub package_dir: Option<PathBuf>,
     /// Shadow, promotion and rollback rules.
     #[serde(default)]
-    pub rollout: crate::lifecycle::machine::Rules,
+    pub rollout: crate::analyze::lifecycle::machine::Rules,
 }
 
 impl ModelConfig {
@@ -412,7 +412,7 @@ impl Default for ModelConfig {
             queue: Self::default_queue(),
             trusted_keys: Vec::new(),
             package_dir: None,
-            rollout: crate::lifecycle::machine::Rules::default(),
+            rollout: crate::analyze::lifecycle::machine::Rules::default(),
         }
     }
 }
@@ -714,6 +714,19 @@ impl Classify for Model {
             }
         }
     }
+}
+
+/// Sets `edgewatch_model_info{version, variant}` to 1 for the active model (0 for the one
+/// before).
+pub fn set_model_info(version: &str, variant: Variant) {
+    static CURRENT: std::sync::Mutex<Option<(String, Variant)>> = std::sync::Mutex::new(None);
+    let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((v, k)) = current.take() {
+        metrics::gauge!("edgewatch_model_info", "version" => v, "variant" => k.key()).set(0.0);
+    }
+    metrics::gauge!("edgewatch_model_info", "version" => version.to_string(), "variant" => variant.key())
+        .set(1.0);
+    *current = Some((version.to_string(), variant));
 }
 
 #[cfg(test)]

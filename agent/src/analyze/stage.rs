@@ -175,7 +175,7 @@ impl ModelControl {
     /// Offers the model packages in `dir` to the lifecycle (in file-name order, after the
     /// windows already queued); returns how many were offered.
     pub async fn offer_packages(&self, dir: &std::path::Path) -> usize {
-        crate::lifecycle::offer_dir(dir, &self.tx).await
+        crate::analyze::lifecycle::offer_dir(dir, &self.tx).await
     }
 }
 
@@ -196,7 +196,7 @@ pub struct FeatureStage {
     zone_limits: HashMap<Arc<str>, ZoneLimits>,
     extractors: HashMap<(usize, u64), FeatureExtractor>,
     window: WindowConfig,
-    lifecycle: Option<crate::lifecycle::Driver>,
+    lifecycle: Option<crate::analyze::lifecycle::Driver>,
 }
 
 impl std::fmt::Debug for FeatureStage {
@@ -234,13 +234,13 @@ impl FeatureStage {
     }
 
     /// Puts the model lifecycle in charge of the classifier (packages, shadow, rollback).
-    pub fn with_lifecycle(mut self, driver: crate::lifecycle::Driver) -> Self {
+    pub fn with_lifecycle(mut self, driver: crate::analyze::lifecycle::Driver) -> Self {
         self.lifecycle = Some(driver);
         self
     }
 
     /// The model lifecycle, when there is one.
-    pub fn lifecycle(&self) -> Option<&crate::lifecycle::Driver> {
+    pub fn lifecycle(&self) -> Option<&crate::analyze::lifecycle::Driver> {
         self.lifecycle.as_ref()
     }
 
@@ -409,7 +409,7 @@ pub fn extract_features(
     tx: mpsc::Sender<WindowReport>,
     health: Arc<Health>,
     classifier: Option<Box<dyn Classify>>,
-    lifecycle: Option<crate::lifecycle::Driver>,
+    lifecycle: Option<crate::analyze::lifecycle::Driver>,
     clock: Clock,
 ) {
     let mut stage = FeatureStage::new(config, classifier);

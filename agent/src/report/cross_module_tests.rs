@@ -224,9 +224,9 @@ fn summaries_report_the_shaft_speed_the_windows_were_analysed_at() {
 }
 
 /// One lifecycle event of each kind, as the driver builds them.
-fn lifecycle_events() -> Vec<crate::lifecycle::Event> {
-    use crate::lifecycle::machine::{Judgement, ModelRef, Transition as T};
-    use crate::lifecycle::{Event, EventKind, FellBack};
+fn lifecycle_events() -> Vec<crate::analyze::lifecycle::Event> {
+    use crate::analyze::lifecycle::machine::{Judgement, ModelRef, Transition as T};
+    use crate::analyze::lifecycle::{Event, EventKind, FellBack};
     let package = |v: &str, d: char| ModelRef {
         version: v.into(),
         digest: Some(std::iter::repeat_n(d, 64).collect()),

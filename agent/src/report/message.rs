@@ -179,7 +179,7 @@ pub fn health_record(
 pub fn model_status_record(
     agent_id: &str,
     record_id: &str,
-    e: &crate::lifecycle::Event,
+    e: &crate::analyze::lifecycle::Event,
     created_unix_ms: u64,
 ) -> Record {
     #[derive(Serialize)]
@@ -187,7 +187,7 @@ pub fn model_status_record(
         #[serde(flatten)]
         envelope: Envelope<'a>,
         #[serde(flatten)]
-        event: &'a crate::lifecycle::Event,
+        event: &'a crate::analyze::lifecycle::Event,
     }
     let msg = StatusMessage {
         envelope: Envelope {

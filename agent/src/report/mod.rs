@@ -75,7 +75,7 @@ impl Reporter {
 
     /// Sends a model lifecycle event made at `now` (waits for room like an alert: the
     /// central side's record of which agent ran which model depends on each one).
-    pub async fn model_status(&mut self, e: &crate::lifecycle::Event, now: Now) {
+    pub async fn model_status(&mut self, e: &crate::analyze::lifecycle::Event, now: Now) {
         let rec =
             message::model_status_record(&self.agent_id, &message::new_record_id(), e, now.unix_ms);
         self.send(rec).await;

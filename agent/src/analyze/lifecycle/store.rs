@@ -93,7 +93,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lifecycle::machine::{ModelRef, Rules};
+    use crate::analyze::lifecycle::machine::{ModelRef, Rules};
 
     #[test]
     fn the_state_and_its_packages_are_kept_and_unnamed_packages_removed() {

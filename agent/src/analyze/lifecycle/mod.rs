@@ -340,7 +340,7 @@ impl Driver {
                 .set(1.0);
             *current = Some(candidate.version.clone());
         }
-        crate::runtime::set_model_info(&self.machine.active.version, self.cfg.variant);
+        crate::analyze::model::set_model_info(&self.machine.active.version, self.cfg.variant);
     }
 
     /// The lifecycle's state.
