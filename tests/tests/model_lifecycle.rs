@@ -239,16 +239,36 @@ fn a_signed_package_over_kafka_is_shadowed_and_promoted_without_a_restart_or_a_l
             classified(m, "edgewatch-classifier-4") >= 10.0
         })
         .expect("the built-in model classifies");
-    let published = publish(
-        &tansu.bootstrap(),
-        "edgewatch-classifier-4-r2",
-        &make_package(
+    // Published with the tool a plant uses.
+    let file = dir.path().join("r2.ewpkg");
+    std::fs::write(
+        &file,
+        make_package(
             &committed(),
             "edgewatch-classifier-4-r2",
             Targets::default(),
             Some(&keys.key),
             |_| {},
         ),
+    )
+    .unwrap();
+    let out = Command::new(edgewatch_tests::workspace_bin("lab"))
+        .args([
+            "model",
+            "publish",
+            "--brokers",
+            &tansu.bootstrap(),
+            "--package",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let published = Instant::now();
+    assert!(
+        out.status.success(),
+        "lab model publish: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
     agent
         .wait_metrics_every(Duration::from_millis(20), Duration::from_secs(30), |m| {
@@ -301,6 +321,20 @@ fn a_signed_package_over_kafka_is_shadowed_and_promoted_without_a_restart_or_a_l
         summaries.iter().any(|s| s["model_versions"]
             == serde_json::json!(["edgewatch-classifier-4", "edgewatch-classifier-4-r2"])),
         "no summary spans the switch: {summaries:#?}"
+    );
+    // The tool that follows a fleet sees the same.
+    let out = Command::new(edgewatch_tests::workspace_bin("lab"))
+        .args(["model", "status", "--brokers", &tansu.bootstrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("gw-1"))
+        .unwrap_or_else(|| panic!("lab model status: {text}"));
+    assert!(
+        line.contains("edgewatch-classifier-4-r2") && line.contains("watch"),
+        "{line}"
     );
     let received = &events[0];
     assert!(
