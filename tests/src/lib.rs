@@ -536,6 +536,19 @@ impl Agent {
         }
     }
 
+    /// Sends SIGHUP (reload) and checks it was delivered.
+    pub fn hangup(&self) {
+        let pid = self.proc.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .expect("run kill")
+                .success(),
+            "SIGHUP not delivered"
+        );
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.proc.child.id().to_string();

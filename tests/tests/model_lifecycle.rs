@@ -647,17 +647,6 @@ fn kill9(agent: &mut Agent) {
     let _ = agent.proc.wait_exit(Duration::from_secs(10));
 }
 
-fn hangup(agent: &Agent) {
-    let pid = agent.proc.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
 #[test]
 fn after_kill_9_in_shadow_and_after_promotion_the_state_decides_and_a_corrupt_package_falls_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -695,7 +684,7 @@ fn after_kill_9_in_shadow_and_after_promotion_the_state_decides_and_a_corrupt_pa
         ),
     )
     .unwrap();
-    hangup(&agent);
+    agent.hangup();
     agent
         .wait_metrics(Duration::from_secs(30), |m| {
             metric(m, "edgewatch_model_lifecycle_phase") == 1.0

@@ -63,17 +63,6 @@ fn classified(m: &str, version: &str) -> f64 {
     )
 }
 
-fn hangup(agent: &Agent) {
-    let pid = agent.proc.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
 #[test]
 fn sighup_switches_models_and_a_bad_model_is_refused_while_the_old_one_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,7 +94,7 @@ fn sighup_switches_models_and_a_bad_model_is_refused_while_the_old_one_keeps_run
     let mid = bad.len() / 2;
     bad[mid] ^= 0x55;
     std::fs::write(&int8, &bad).unwrap();
-    hangup(&agent);
+    agent.hangup();
     let m = agent
         .wait_metrics(Duration::from_secs(20), |m| {
             metric(m, "edgewatch_model_reloads_total{result=\"refused\"") >= 1.0
@@ -130,7 +119,7 @@ fn sighup_switches_models_and_a_bad_model_is_refused_while_the_old_one_keeps_run
     let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
     value["model_version"] = serde_json::Value::String("reload-test-2".into());
     std::fs::write(&manifest, serde_json::to_string_pretty(&value).unwrap()).unwrap();
-    hangup(&agent);
+    agent.hangup();
     agent
         .wait_metrics(Duration::from_secs(20), |m| {
             metric(m, "edgewatch_model_reloads_total{result=\"ok\"") >= 1.0

@@ -583,6 +583,11 @@ impl Lifecycle {
                 tally,
             } => {
                 let elapsed_s = now_unix_ms.saturating_sub(*since_unix_ms) as f64 / 1000.0;
+                let judged =
+                    tally.windows() >= rules.watch_min_windows || elapsed_s >= rules.watch_s;
+                if !judged {
+                    return None;
+                }
                 let judgement = tally.judge(rules);
                 if tally.windows() >= rules.watch_min_windows && !judgement.breaches.is_empty() {
                     let restored = self.previous.take()?;

@@ -24,7 +24,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
 use crate::analyze::alert::{AlertConfig, ClassVerdict};
-use crate::analyze::model::{Model, ModelSource, Variant};
+use crate::analyze::model::{Model, ModelSource, Variant, sha256_hex};
 use crate::analyze::scoring::{Classify, Scorer};
 use crate::assemble::window::WindowConfig;
 use machine::{Lifecycle, ModelRef, Rules, Transition};
@@ -579,14 +579,6 @@ pub async fn offer_dir(
         offered += 1;
     }
     offered
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]

@@ -517,10 +517,7 @@ pub fn verify(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<Verified, Refusa
         )));
     }
     Ok(Verified {
-        digest: Sha256::digest(&body_bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        digest: crate::analyze::model::sha256_hex(&body_bytes),
         body,
         manifest,
         key_id,
