@@ -6,12 +6,14 @@ windowing and feature code). Output, in --out-dir:
 
   edgewatch-classifier.onnx       float32 MLP: Sub/Mul normalisation, MatMul+Add, Relu, Softmax
   edgewatch-classifier.int8.onnx  the same, QDQ-quantised (MatMul only) by onnxruntime
-  manifest.json                   features, classes, normalisation, thresholds, version, sha256
+  manifest.json                   features, classes, normalisation, thresholds, version, sha256,
+                                  the training distribution of each input (input_distribution)
   golden.json                     fixed inputs and onnxruntime's outputs for both models
   agreement-set.csv               held-out inputs for the int8-vs-float agreement test
   report.md                       accuracy per class, agreement, real-data preview
 
-Everything is deterministic for given CSVs and pinned package versions. Intermediate files
+Everything is deterministic for given CSVs and pinned package versions. `train(parse_args([...]))`
+runs the same from Python (models/central's retrain does). Intermediate files
 (the QOperator variant checked in tract, calibration data) go to --work-dir.
 
 Real recordings (--real NAME=CSV, exported with `lab export-features --recordings DIR`) are
@@ -330,7 +332,24 @@ def real_preview(name, meta, x, sess_f, sess_q, threshold, window):
     return out, "\n".join(lines)
 
 
-def main():
+# Cumulative probabilities of the training quantiles written to the manifest (the deciles, with
+# the minimum and maximum at 0 and 1): the agent's input-drift check (analyze::drift) bins live
+# inputs between them. Written as i/10 so each is the decimal it names.
+INPUT_DISTRIBUTION_PROBABILITIES = [i / 10 for i in range(11)]
+
+
+def input_distribution(x: np.ndarray, probabilities=INPUT_DISTRIBUTION_PROBABILITIES) -> dict:
+    """The training distribution of each model input, from the raw (unnormalised) rows `x`.
+
+    One list of quantiles per input (columns of `x`, the manifest's feature order), at
+    `probabilities`; numpy's linear interpolation, so probability 0 and 1 are exactly the
+    smallest and largest training value and no training window is outside the range.
+    """
+    q = np.quantile(x.astype(np.float64), probabilities, axis=0)
+    return {"probabilities": list(probabilities), "quantiles": q.T.tolist()}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", type=Path, required=True, help="CSV from agent export-features (training seed)")
     ap.add_argument("--test", type=Path, required=True, help="CSV from agent export-features (another seed)")
@@ -357,7 +376,12 @@ def main():
     ap.add_argument("--min-fault-snr-db", type=float, default=None,
                     help="train vibration-fault windows whose fault_snr_db is below this as normal "
                          "(default: off; the labels are the simulated classes)")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Everything `main` does, for the arguments `parse_args` returns; returns the summary
+    (also written to work-dir/summary.json). Exits (SystemExit) on bad input, as the script."""
     args.out_dir.mkdir(parents=True, exist_ok=True)
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -499,6 +523,7 @@ def main():
         "input": {"name": INPUT_NAME, "shape": ["batch", len(features)], "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(CLASS_NAMES)], "dtype": "float32"},
         "architecture": {"hidden": list(hidden), "activation": "relu", "output": "softmax"},
+        "input_distribution": input_distribution(x_tr),
         "models": {
             "float": {"file": FLOAT_FILE, "sha256": sha256(float_path),
                       "format": f"ONNX IR {IR_VERSION} opset {OPSET}, float32"},
@@ -618,6 +643,11 @@ def main():
     for name, res in previews.items():
         print(name, json.dumps({v: {k: x for k, x in r.items() if k != "per_label"} for v, r in res.items()}),
               file=sys.stderr)
+    return summary
+
+
+def main():
+    train(parse_args())
 
 
 if __name__ == "__main__":
