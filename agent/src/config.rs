@@ -96,6 +96,33 @@ pub struct Config {
     /// Kafka forwarding; without it records stay in the outbox (up to its cap).
     #[serde(default)]
     pub kafka: Option<crate::forward::KafkaConfig>,
+    /// What the records carry beyond the defaults.
+    #[serde(default)]
+    pub report: ReportConfig,
+    /// First 16 hex digits of SHA-256 of the configuration text this was parsed from (the
+    /// records' `lineage.config_hash`).
+    #[serde(skip)]
+    pub config_hash: String,
+}
+
+/// `[report]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Windows whose model inputs each summary carries as a uniform random sample (0: none,
+    /// the default; at most 1000). Each costs about 330 bytes of JSON per summary
+    /// (docs/feedback-loop.md).
+    #[serde(default)]
+    pub input_sample_per_interval: usize,
+}
+
+/// First 16 hex digits of SHA-256 of `bytes`.
+pub fn config_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `[agent]`.
@@ -323,7 +350,10 @@ impl Config {
 
     /// Parses TOML text without validating it.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+        let mut config: Self =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.config_hash = config_hash(text.as_bytes());
+        Ok(config)
     }
 
     /// Asset of each sensor id: from `asset.sensors` and the serial mappings.
@@ -710,6 +740,16 @@ impl Config {
             b.anomaly_threshold.is_finite() && b.anomaly_threshold > 0.0,
             "baseline.anomaly_threshold",
             "must be > 0",
+        );
+        p.check(
+            b.drift_threshold.is_finite() && b.drift_threshold > 0.0,
+            "baseline.drift_threshold",
+            "must be > 0",
+        );
+        p.check(
+            self.report.input_sample_per_interval <= 1000,
+            "report.input_sample_per_interval",
+            "must be at most 1000",
         );
         for (field, reason) in self.alerts.problems() {
             p.add(format!("alerts.{field}"), reason);

@@ -507,7 +507,12 @@ fn start_outbox(config: &Config, clock: Clock) -> Result<OutboxParts, StartError
     }
     let summary_ms = (config.outbox.summary_interval_s * 1000.0) as u64;
     Ok((
-        crate::report::Reporter::new(config.agent.id.clone(), summary_ms, tx),
+        crate::report::Reporter::new(
+            crate::report::message::Origin::new(&config.agent.id, &config.config_hash),
+            summary_ms,
+            config.report.input_sample_per_interval,
+            tx,
+        ),
         store,
         writer,
         forwarder,

@@ -83,6 +83,10 @@ pub fn config_for(scenario: &Scenario, device: PathBuf, opts: &DemoOptions) -> C
         // No Kafka: records collect in the outbox under the data directory, up to its cap.
         outbox: Default::default(),
         kafka: None,
+        report: Default::default(),
+        config_hash: edgewatch_agent::config::config_hash(
+            format!("lab demo {}", scenario.name).as_bytes(),
+        ),
     }
 }
 
@@ -115,6 +119,7 @@ fn render(view: &BTreeMap<String, AssetView>, elapsed: Duration, ansi: bool) -> 
         "C/min",
         "class",
         "anomaly",
+        "drift",
         "alert",
     ];
     s.push_str(&row(&header.map(String::from)));
@@ -134,6 +139,13 @@ fn render(view: &BTreeMap<String, AssetView>, elapsed: Duration, ansi: bool) -> 
             (None, Some((n, of))) => format!("learn {}%", n * 100 / of.max(1)),
             _ => "-".into(),
         };
+        // The baseline drift score, and `!` when the window's inputs lie outside the model's
+        // training range (the model extrapolates there).
+        let drift = format!(
+            "{}{}",
+            a.drift.map_or("-".into(), |d| format!("{d:.2}")),
+            if a.out_of_range.is_empty() { "" } else { "!" }
+        );
         let alert = match (a.active_alert, v.last_alert.as_ref()) {
             (Some(level), Some(e)) => format!("{level:?} {}", e.finding.kind).to_lowercase(),
             (Some(level), None) => format!("{level:?}").to_lowercase(),
@@ -152,6 +164,7 @@ fn render(view: &BTreeMap<String, AssetView>, elapsed: Duration, ansi: bool) -> 
                 .map_or("-".into(), |t| format!("{t:+.2}")),
             class,
             anomaly,
+            drift,
             alert,
         ]));
     }
@@ -159,11 +172,11 @@ fn render(view: &BTreeMap<String, AssetView>, elapsed: Duration, ansi: bool) -> 
 }
 
 /// One line of the view: fixed column widths, text left-aligned, numbers right-aligned.
-fn row(cells: &[String; 12]) -> String {
-    const WIDTHS: [usize; 12] = [12, 7, 8, 9, 4, 8, 26, 7, 7, 16, 9, 18];
+fn row(cells: &[String; 13]) -> String {
+    const WIDTHS: [usize; 13] = [12, 7, 8, 9, 4, 8, 26, 7, 7, 16, 9, 6, 18];
     let mut line = String::new();
     for (i, (cell, width)) in cells.iter().zip(WIDTHS).enumerate() {
-        let left = matches!(i, 0 | 6 | 9 | 11);
+        let left = matches!(i, 0 | 6 | 9 | 12);
         if left {
             line.push_str(&format!("{cell:<width$} "));
         } else {

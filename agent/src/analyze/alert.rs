@@ -15,7 +15,12 @@
 //! 3. temperature: level ≥ `temperature_warning_c` or rise ≥ `temperature_rise_warning_c_per_min`,
 //!    critical ≥ `temperature_critical_c`;
 //! 4. velocity severity: zone C is a warning, zone D critical;
-//! 5. the learned baseline, once commissioned: anomaly score ≥ its threshold is a warning.
+//! 5. the learned baseline, once commissioned: anomaly score ≥ its threshold is a warning;
+//! 6. the sensor's health over its life: degrading is a warning, failed critical;
+//! 7. the baseline drift score (the asset's typical state over its last `drift_windows` windows
+//!    against its baseline) ≥ `[baseline] drift_threshold` is a warning of kind `drift`: a slow
+//!    move no single window shows. The median over many windows is sustained by construction,
+//!    and the hysteresis below applies to it like to any other finding.
 //!
 //! Then per asset ([`AlertEngine`]), with the agent's clock as an input:
 //! - an alert is **raised** when `raise_after` of the last `raise_window` windows are abnormal
@@ -178,6 +183,10 @@ pub struct Evidence<'a> {
     pub anomaly: Option<(f64, Vec<(String, f64)>)>,
     /// The baseline's anomaly threshold.
     pub anomaly_threshold: f64,
+    /// The baseline drift score over the asset's recent windows, once there are enough.
+    pub drift: Option<f64>,
+    /// The drift score that is a finding (`[baseline] drift_threshold`).
+    pub drift_threshold: f64,
     /// The classifier's class is habitual for this asset ([`crate::analyze::baseline::Baseline::habitual`]).
     pub habitual_class: bool,
     /// The physics' verdict on the bearing part over the sensor's recent windows.
@@ -190,7 +199,7 @@ pub struct Evidence<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// `outer`, `inner`, `ball`, `imbalance`, `misalignment`, `looseness`, `overheating`,
-    /// `vibration` (severity zone), `anomaly`, `degradation` (the health indicator's onset, with
+    /// `vibration` (severity zone), `anomaly`, `drift` (the baseline drift score), `degradation` (the health indicator's onset, with
     /// nothing else wrong), or `normal`.
     pub kind: String,
     /// One sentence for people.
@@ -438,6 +447,20 @@ pub fn judge(cfg: &AlertConfig, e: &Evidence<'_>) -> (Level, Finding) {
             "health",
             format!("degradation since onset: {}", h.explain()),
         )
+    } else if let Some(d) = e.drift.filter(|&d| d >= e.drift_threshold) {
+        // No window is anomalous on its own, but the machine's typical state has moved from
+        // its baseline (a slow change: load, mounting, wear): worth a look, never critical.
+        verdict(
+            Level::Warning,
+            "drift",
+            "baseline drift",
+            format!(
+                "the typical state has drifted {d:.2} baseline deviations from the learned \
+                 baseline (threshold {:.2}); re-commission the asset if it was repaired or its \
+                 duty changed",
+                e.drift_threshold
+            ),
+        )
     } else {
         Level::Normal
     };
@@ -480,6 +503,30 @@ pub struct AlertEvent {
     pub sensor_id: u32,
     /// What was found and why.
     pub finding: Finding,
+    /// The model inputs of the asset's windows that raised (escalated, updated) the alert,
+    /// oldest first: the central side's training rows for an operator's label. Empty for a
+    /// clear.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputVector>,
+}
+
+/// One window's model inputs, with what the model said about them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputVector {
+    /// Sensor of the window.
+    pub sensor_id: u32,
+    /// Axis.
+    pub axis: u8,
+    /// Sensor time of the first sample, µs.
+    pub window_start_us: u64,
+    /// Sensor time after the last sample, µs.
+    pub window_end_us: u64,
+    /// The model inputs, in model-input order.
+    pub values: Vec<f32>,
+    /// The model's class, when a model classified the window.
+    pub class: Option<String>,
+    /// Its probability.
+    pub probability: Option<f64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -657,6 +704,7 @@ impl AlertEngine {
             window_end_us: w.end_us,
             sensor_id: w.sensor_id,
             finding,
+            inputs: Vec::new(),
         };
         self.save();
         Some(event)
@@ -717,6 +765,7 @@ impl AlertEngine {
             window_end_us: w.end_us,
             sensor_id: w.sensor_id,
             finding,
+            inputs: Vec::new(),
         };
         match &mut state.active {
             None => {
@@ -827,6 +876,8 @@ mod tests {
             class: None,
             anomaly: None,
             anomaly_threshold: 6.0,
+            drift: None,
+            drift_threshold: 1.0,
             habitual_class: false,
             diagnosis: None,
             health: None,
@@ -859,6 +910,23 @@ mod tests {
     }
 
     use Level::{Critical as C, Normal as N, Warning as W};
+
+    #[test]
+    fn a_sustained_drift_is_a_drift_warning_below_every_other_finding() {
+        let cfg = AlertConfig::default();
+        let f = features(SeverityZone::A, 3.0, Some(40.0));
+        let mut e = evidence(&f);
+        e.drift = Some(0.9);
+        assert_eq!(judge(&cfg, &e).0, Level::Normal, "below the threshold");
+        e.drift = Some(1.2);
+        let (level, finding) = judge(&cfg, &e);
+        assert_eq!((level, finding.kind.as_str()), (Level::Warning, "drift"));
+        assert_eq!(finding.decided_by, "baseline drift");
+        assert!(finding.reason.contains("1.20"), "{}", finding.reason);
+        // A window anomalous on its own is an anomaly, whatever the drift.
+        e.anomaly = Some((9.0, vec![("kurtosis".into(), 9.0)]));
+        assert_eq!(judge(&cfg, &e).1.kind, "anomaly");
+    }
 
     #[test]
     fn an_active_alert_survives_a_restart_is_not_raised_again_and_clears_under_its_id() {

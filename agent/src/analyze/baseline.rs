@@ -69,6 +69,9 @@ pub struct BaselineConfig {
     /// Anomaly score at which a window counts as abnormal.
     #[serde(default = "BaselineConfig::default_anomaly_threshold")]
     pub anomaly_threshold: f64,
+    /// Drift score at which the asset's typical state has moved enough for a `drift` warning.
+    #[serde(default = "BaselineConfig::default_drift_threshold")]
+    pub drift_threshold: f64,
 }
 
 impl BaselineConfig {
@@ -84,6 +87,11 @@ impl BaselineConfig {
     pub const fn default_anomaly_threshold() -> f64 {
         6.0
     }
+    /// 1.5: on average over the inputs, the recent median 1.5 baseline deviations away (a
+    /// healthy machine in the simulator and the demo stays below 0.5).
+    pub const fn default_drift_threshold() -> f64 {
+        1.5
+    }
 }
 
 impl Default for BaselineConfig {
@@ -92,6 +100,7 @@ impl Default for BaselineConfig {
             windows: Self::default_windows(),
             drift_windows: Self::default_drift_windows(),
             anomaly_threshold: Self::default_anomaly_threshold(),
+            drift_threshold: Self::default_drift_threshold(),
         }
     }
 }
@@ -541,6 +550,7 @@ mod tests {
             windows,
             drift_windows: 20,
             anomaly_threshold: 6.0,
+            drift_threshold: 1.5,
         }
     }
 

@@ -14,6 +14,7 @@
 pub mod alert;
 pub mod baseline;
 pub mod diagnosis;
+pub mod drift;
 pub mod features;
 pub mod health;
 pub mod lifecycle;

@@ -129,6 +129,10 @@ pub struct Manifest {
     pub window_duration_s: Option<f64>,
     /// Model files by variant key (`float`, `int8`).
     pub models: std::collections::BTreeMap<String, ModelFile>,
+    /// The training distribution of each input (quantiles), for input drift
+    /// ([`crate::analyze::drift`]); absent in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_distribution: Option<crate::analyze::drift::InputDistribution>,
 }
 
 /// Why a model was refused. None is recoverable by retrying: fix or replace the files, and
@@ -253,6 +257,7 @@ pub struct Model {
     input: Arc<Tensor>,
     class_names: Arc<[String]>,
     version: Arc<str>,
+    input_distribution: Option<Arc<crate::analyze::drift::InputDistribution>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -506,6 +511,10 @@ impl Model {
         }
         check_features(&manifest.feature_names)?;
         check_classes(&manifest.class_names)?;
+        if let Some(d) = &manifest.input_distribution {
+            d.check(MODEL_INPUT_LEN)
+                .map_err(|reason| ModelError::Features { reason })?;
+        }
         let graph_error = |e: tract_onnx::prelude::TractError| ModelError::Graph {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
@@ -530,6 +539,7 @@ impl Model {
         let state = plan.spawn().map_err(graph_error)?;
         let input = Arc::new(Tensor::zero::<f32>(&[1, MODEL_INPUT_LEN]).map_err(graph_error)?);
         let mut model = Self {
+            input_distribution: manifest.input_distribution.clone().map(Arc::new),
             class_names: manifest.class_names.clone().into(),
             version: manifest.model_version.as_str().into(),
             manifest,
@@ -714,6 +724,10 @@ impl Classify for Model {
                 None
             }
         }
+    }
+
+    fn input_distribution(&self) -> Option<Arc<crate::analyze::drift::InputDistribution>> {
+        self.input_distribution.clone()
     }
 }
 

@@ -6,10 +6,12 @@
 //! windows (cold start): envelope-peak thresholds, severity zones and temperature.
 
 use crate::analyze::alert::{
-    AlertConfig, AlertEngine, AlertEvent, ClassVerdict, Evidence, Level, WindowRef,
+    AlertConfig, AlertEngine, AlertEvent, ClassVerdict, Evidence, InputVector, Level, Transition,
+    WindowRef,
 };
 use crate::analyze::baseline::{AssetBaseline, Baseline, BaselineConfig, Call};
 use crate::analyze::diagnosis::{Diagnoser, Diagnosis, DiagnosisConfig};
+use crate::analyze::drift::InputDistribution;
 use crate::analyze::features::{FEATURE_NAMES, Features};
 use crate::analyze::health::{HealthConfig, HealthReport, HealthTracker, Observation, Stage};
 use serde::Serialize;
@@ -20,6 +22,11 @@ use std::path::PathBuf;
 pub trait Classify: Send {
     /// The class verdict for one window's model inputs, or `None` if the model cannot say.
     fn classify(&mut self, inputs: &[f32]) -> Option<ClassVerdict>;
+
+    /// The training distribution of the inputs, when the model carries one.
+    fn input_distribution(&self) -> Option<std::sync::Arc<InputDistribution>> {
+        None
+    }
 }
 
 /// One classifier behind several [`Scorer`]s, for a classifier that keeps no state between
@@ -43,6 +50,10 @@ impl<C> Clone for SharedClassifier<C> {
 impl<C: Classify> Classify for SharedClassifier<C> {
     fn classify(&mut self, inputs: &[f32]) -> Option<ClassVerdict> {
         self.0.lock().expect("classifier lock").classify(inputs)
+    }
+
+    fn input_distribution(&self) -> Option<std::sync::Arc<InputDistribution>> {
+        self.0.lock().expect("classifier lock").input_distribution()
     }
 }
 
@@ -69,6 +80,17 @@ pub struct Assessment {
     pub decided_by: String,
     /// The sensor's health over its life (this window's axis).
     pub health: Option<HealthReport>,
+    /// The window's model inputs, in model-input order.
+    #[serde(skip)]
+    pub inputs: Vec<f32>,
+    /// Sensor time the asset's baseline was learned, µs (none while commissioning).
+    pub baseline_learned_us: Option<u64>,
+    /// The inputs outside the active model's training range (indices in model-input order);
+    /// empty when all are inside or the model carries no training distribution.
+    pub out_of_range: Vec<usize>,
+    /// The active model's training distribution, for the interval's input drift.
+    #[serde(skip)]
+    pub input_distribution: Option<std::sync::Arc<InputDistribution>>,
 }
 
 /// One sensor axis's health tracker and where it is kept.
@@ -123,6 +145,8 @@ pub struct Scorer {
     diagnosers: HashMap<(String, u32), Diagnoser>,
     health_cfg: HealthConfig,
     health: HashMap<(String, u32, u8), SensorHealth>,
+    /// Per asset, the model inputs of its last `raise_window` windows (what an alert carries).
+    recent_inputs: HashMap<String, std::collections::VecDeque<InputVector>>,
 }
 
 impl std::fmt::Debug for Scorer {
@@ -158,6 +182,7 @@ impl Scorer {
             diagnosers: HashMap::new(),
             health_cfg: HealthConfig::default(),
             health: HashMap::new(),
+            recent_inputs: HashMap::new(),
         }
     }
 
@@ -384,6 +409,7 @@ impl Scorer {
         };
         let commissioned = baseline.baseline().is_some();
         let (verdict, learned) = baseline.observe(&inputs, &FEATURE_NAMES, w.end_us, call);
+        let baseline_learned_us = baseline.baseline().map(|b| b.learned_at_us);
         if let Some(b) = learned {
             let model = b.class_model.as_deref().unwrap_or_default();
             let habitual: Vec<String> = b
@@ -427,6 +453,8 @@ impl Scorer {
             class: class.clone(),
             anomaly: verdict.anomaly.map(|a| (a, verdict.contributors.clone())),
             anomaly_threshold: self.baseline_cfg.anomaly_threshold,
+            drift: verdict.drift,
+            drift_threshold: self.baseline_cfg.drift_threshold,
             habitual_class,
         };
         let (level, finding) = crate::analyze::alert::judge(&self.alert_cfg, &evidence);
@@ -436,6 +464,37 @@ impl Scorer {
         if event.is_none() && degraded_now {
             // An alert already up (the physics saw the fault first) learns of the onset.
             event = self.alerts.update_health(w, health, now_ms);
+        }
+        let input_distribution = self
+            .classifier
+            .as_ref()
+            .and_then(|c| c.input_distribution());
+        let out_of_range = input_distribution
+            .as_ref()
+            .map(|d| d.out_of_range(&inputs))
+            .unwrap_or_default();
+        if !out_of_range.is_empty() {
+            metrics::counter!("edgewatch_windows_out_of_training_range_total", "asset" => w.asset.to_string())
+                .increment(1);
+        }
+        let window = self.alert_cfg.raise_window.max(1);
+        let recent = self.recent_inputs.entry(w.asset.to_string()).or_default();
+        if recent.len() >= window {
+            recent.pop_front();
+        }
+        recent.push_back(InputVector {
+            sensor_id: w.sensor_id,
+            axis: w.axis,
+            window_start_us: w.start_us,
+            window_end_us: w.end_us,
+            values: inputs.to_vec(),
+            class: class.as_ref().map(|c| c.class.clone()),
+            probability: class.as_ref().map(|c| c.probability),
+        });
+        if let Some(e) = &mut event
+            && e.transition != Transition::Cleared
+        {
+            e.inputs = recent.iter().cloned().collect();
         }
         (
             Assessment {
@@ -449,6 +508,10 @@ impl Scorer {
                 diagnosis,
                 decided_by,
                 health: Some(health),
+                inputs: inputs.to_vec(),
+                baseline_learned_us,
+                out_of_range,
+                input_distribution,
             },
             event,
         )
@@ -611,6 +674,20 @@ mod tests {
         let raised = &events[0];
         assert_eq!(raised.transition, crate::analyze::alert::Transition::Raised);
         assert_eq!(raised.finding.kind, "degradation");
+        // It carries the model inputs of the raise window's windows, the deciding one last.
+        assert_eq!(raised.inputs.len(), AlertConfig::default().raise_window);
+        let last_input = raised.inputs.last().unwrap();
+        assert_eq!(last_input.window_start_us, raised.window_start_us);
+        assert_eq!(
+            last_input.values.len(),
+            crate::analyze::features::MODEL_INPUT_LEN
+        );
+        assert!(
+            raised
+                .inputs
+                .windows(2)
+                .all(|w| w[0].window_start_us < w[1].window_start_us)
+        );
         assert_eq!(raised.finding.decided_by, "health");
         assert!(
             raised.finding.reason.contains("degrading for"),

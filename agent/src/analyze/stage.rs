@@ -32,6 +32,9 @@ pub struct WindowReport {
     /// Asset id.
     #[serde(serialize_with = "serialize_arc_str")]
     pub asset: Arc<str>,
+    /// Where the window's frames came from (`serial:<port>`, `mqtt:<topic>`).
+    #[serde(serialize_with = "serialize_arc_str")]
+    pub source: Arc<str>,
     /// Sensor id.
     pub sensor_id: u32,
     /// Axis.
@@ -389,6 +392,7 @@ impl FeatureStage {
         }
         Some(WindowReport {
             asset: w.asset,
+            source: w.source,
             sensor_id: w.window.sensor_id,
             axis: w.window.axis,
             start_us: w.window.start_us,

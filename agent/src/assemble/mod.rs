@@ -47,10 +47,14 @@ pub struct AssembledWindow {
     /// Arrival of the frame that completed the window (or of the latest frame when a timeout
     /// released it), ms since the agent started: the start of its end-to-end latency.
     pub completed_ms: u64,
+    /// Where the sensor's latest frame came from (`serial:<port>`, `mqtt:<topic>`).
+    pub source: Arc<str>,
 }
 
 struct SensorState {
     asset: Arc<str>,
+    /// Where its latest frame came from.
+    source: Arc<str>,
     sequencer: Sequencer,
     windows: WindowAssembler,
     status: Option<Status>,
@@ -183,6 +187,7 @@ impl Assembler {
             .entry(sensor_id)
             .or_insert_with(|| SensorState {
                 asset: asset.clone(),
+                source: ingest.source.clone(),
                 sequencer: Sequencer::new(limits),
                 windows: WindowAssembler::new(sensor_id, window).with_shaft_hz(shaft_hz),
                 status: None,
@@ -193,6 +198,9 @@ impl Assembler {
                 missed_bursts: 0,
             });
         let before = state.sequencer.stats();
+        if !Arc::ptr_eq(&state.source, &ingest.source) {
+            state.source = ingest.source.clone();
+        }
         self.last_received_ms = ingest.received_ms;
         state
             .sequencer
@@ -372,6 +380,7 @@ impl Assembler {
                 temperature_c: trend.and_then(TemperatureTrend::level),
                 temperature_rise_c_per_min: trend.and_then(TemperatureTrend::rate_c_per_min),
                 completed_ms: self.last_received_ms,
+                source: state.source.clone(),
             });
         }
     }

@@ -21,7 +21,8 @@ use tokio::sync::mpsc;
 /// A decoded frame and where and when it arrived.
 #[derive(Debug, Clone)]
 pub struct Ingest {
-    /// Source name, e.g. `serial:/dev/ttyUSB0` or `mqtt`.
+    /// Where the frame came from: `serial:/dev/ttyUSB0`, or `mqtt:<topic>` (the records'
+    /// `lineage.source`).
     pub source: Arc<str>,
     /// The frame.
     pub frame: Frame,
@@ -48,11 +49,11 @@ impl IngestSender {
         Self { tx, policy, clock }
     }
 
-    fn ingest(&self, source: &Arc<str>, frame: Frame) -> Ingest {
+    fn ingest(&self, source: &Arc<str>, origin: &Arc<str>, frame: Frame) -> Ingest {
         metrics::counter!("edgewatch_frames_received_total", "source" => source.to_string())
             .increment(1);
         Ingest {
-            source: source.clone(),
+            source: origin.clone(),
             frame,
             received_ms: self.clock.now_ms(),
         }
@@ -60,7 +61,18 @@ impl IngestSender {
 
     /// Sends from async code, waiting or dropping as the policy says.
     pub async fn send(&self, source: &Arc<str>, frame: Frame) -> Result<(), Closed> {
-        let item = self.ingest(source, frame);
+        self.send_from(source, source, frame).await
+    }
+
+    /// Like [`Self::send`] for a source whose frames come from several places (`origin`, e.g.
+    /// the MQTT topic); metrics stay per `source`.
+    pub async fn send_from(
+        &self,
+        source: &Arc<str>,
+        origin: &Arc<str>,
+        frame: Frame,
+    ) -> Result<(), Closed> {
+        let item = self.ingest(source, origin, frame);
         match self.policy {
             WhenFull::Block => self.tx.send(item).await.map_err(|_| Closed),
             WhenFull::DropNewest => self.try_or_drop(source, item),
@@ -69,7 +81,7 @@ impl IngestSender {
 
     /// Sends from a blocking thread (serial readers), waiting or dropping as the policy says.
     pub fn blocking_send(&self, source: &Arc<str>, frame: Frame) -> Result<(), Closed> {
-        let item = self.ingest(source, frame);
+        let item = self.ingest(source, source, frame);
         match self.policy {
             WhenFull::Block => self.tx.blocking_send(item).map_err(|_| Closed),
             WhenFull::DropNewest => self.try_or_drop(source, item),

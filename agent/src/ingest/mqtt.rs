@@ -107,6 +107,11 @@ pub async fn run(
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     let mut backoff = Backoff::new(cfg.reconnect_min_ms, cfg.reconnect_max_ms);
     let connected = metrics::gauge!("edgewatch_source_connected", "source" => "mqtt");
+    // `mqtt:<topic>` per topic, made once (bounded: a broker with more topics than this shares
+    // one name for the rest).
+    const MAX_ORIGINS: usize = 4096;
+    let mut origins: std::collections::HashMap<String, Arc<str>> = Default::default();
+    let other: Arc<str> = "mqtt:(other)".into();
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -127,7 +132,16 @@ pub async fn run(
                 Ok(frame) => {
                     // Not cancellable: a frame already taken from the broker is delivered to the
                     // pipeline, which keeps draining until every source has stopped.
-                    if tx.send(&name, frame).await.is_err() {
+                    let origin = match origins.get(&p.topic) {
+                        Some(o) => o.clone(),
+                        None if origins.len() < MAX_ORIGINS => {
+                            let o: Arc<str> = format!("mqtt:{}", p.topic).into();
+                            origins.insert(p.topic.clone(), o.clone());
+                            o
+                        }
+                        None => other.clone(),
+                    };
+                    if tx.send_from(&name, &origin, frame).await.is_err() {
                         break;
                     }
                 }

@@ -4,7 +4,9 @@ use super::message::{self, Heartbeat};
 use super::summary::Summarizer;
 use crate::analyze::WindowReport;
 use crate::analyze::alert::{AlertEvent, Finding, Level, Transition};
-use crate::analyze::features::{BAND_COUNT, EnvelopePeaks, Features, SeverityZone};
+use crate::analyze::features::{
+    BAND_COUNT, EnvelopePeaks, FEATURE_NAMES, Features, MODEL_INPUT_LEN, SeverityZone,
+};
 use crate::analyze::scoring::Assessment;
 use std::sync::Arc;
 
@@ -76,6 +78,7 @@ fn report(asset: &str, sensor: u32, start_us: u64, velocity: f64, level: Level) 
     };
     WindowReport {
         asset: Arc::from(asset),
+        source: Arc::from("mqtt:sensors/pump-1/1"),
         sensor_id: sensor,
         axis: 0,
         start_us,
@@ -98,9 +101,22 @@ fn report(asset: &str, sensor: u32, start_us: u64, velocity: f64, level: Level) 
             },
             decided_by: String::new(),
             health: Some(degrading_health()),
+            inputs: (0..MODEL_INPUT_LEN)
+                .map(|i| i as f32 + velocity as f32)
+                .collect(),
+            baseline_learned_us: Some(42),
+            out_of_range: Vec::new(),
+            input_distribution: None,
         },
         alert: None,
     }
+}
+
+fn origin() -> message::Origin {
+    message::Origin::new(
+        "gw-1",
+        &crate::config::config_hash(b"[agent]\nid = \"gw-1\"\n"),
+    )
 }
 
 #[test]
@@ -156,7 +172,7 @@ fn every_kind_of_message_matches_its_schema() {
     let mut s = Summarizer::new(10);
     s.push(&report("pump-1", 1, 0, 1.0, Level::Normal), 0);
     let summary = s.drain().remove(0);
-    let rec = message::summary_record("gw-1", &message::new_record_id(), &summary, 1);
+    let rec = message::summary_record(&origin(), &message::new_record_id(), &summary, 1);
     assert_eq!(rec.key, "pump-1");
     assert_valid("edgewatch.summaries", &rec.payload);
 
@@ -185,21 +201,54 @@ fn every_kind_of_message_matches_its_schema() {
             line_scores: vec![("outer".into(), 30.0), ("inner".into(), 4.0)],
             health: Some(degrading_health()),
         },
+        inputs: vec![crate::analyze::alert::InputVector {
+            sensor_id: 1,
+            axis: 0,
+            window_start_us: 0,
+            window_end_us: 160_000,
+            values: vec![0.5; MODEL_INPUT_LEN],
+            class: Some("outer".into()),
+            probability: Some(0.8),
+        }],
     };
-    let rec = message::alert_record("gw-1", &message::new_record_id(), &event, 2);
+    let rec = message::alert_record(
+        &origin(),
+        &message::new_record_id(),
+        &event,
+        2,
+        Some(7),
+        Some("serial:/dev/ttyUSB0"),
+    );
     assert_valid("edgewatch.alerts", &rec.payload);
     let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap();
     assert_eq!(v["model_version"], "m1");
     assert_eq!(v["asset_id"], "pump-1");
+    assert_eq!(v["schema_version"], 2);
+    assert_eq!(v["lineage"]["source"], "serial:/dev/ttyUSB0");
+    assert_eq!(v["lineage"]["baseline_learned_us"], 7);
+    assert_eq!(
+        v["lineage"]["feature_version"],
+        crate::analyze::features::FEATURE_CODE_VERSION
+    );
+    assert_eq!(v["input_names"].as_array().unwrap().len(), MODEL_INPUT_LEN);
+    assert_eq!(
+        v["inputs"][0]["values"].as_array().unwrap().len(),
+        MODEL_INPUT_LEN
+    );
 
-    let rec = message::health_record("gw-1", &message::new_record_id(), &Heartbeat::default(), 3);
+    let rec = message::health_record(
+        &origin(),
+        &message::new_record_id(),
+        &Heartbeat::default(),
+        3,
+    );
     assert_eq!(rec.key, "gw-1");
     assert_valid("edgewatch.health", &rec.payload);
 }
 
 #[test]
 fn a_message_missing_a_field_fails_its_schema() {
-    let v = serde_json::json!({"schema_version": 1, "type": "health"});
+    let v = serde_json::json!({"schema_version": 2, "type": "health"});
     assert!(!validator("edgewatch.health").is_valid(&v));
 }
 
@@ -216,7 +265,7 @@ fn summaries_report_the_shaft_speed_the_windows_were_analysed_at() {
     let summary = s.drain().remove(0);
     assert!((summary.shaft_hz_mean - 24.5).abs() < 1e-9, "{summary:?}");
     assert_eq!(summary.speed_estimated_windows, 1);
-    let rec = message::summary_record("gw-1", &message::new_record_id(), &summary, 1);
+    let rec = message::summary_record(&origin(), &message::new_record_id(), &summary, 1);
     assert_valid("edgewatch.summaries", &rec.payload);
     let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap();
     assert_eq!(v["shaft_hz_mean"], 24.5);
@@ -367,7 +416,7 @@ fn every_kind_of_model_lifecycle_event_matches_the_model_status_schema() {
     );
     let validator = validator("edgewatch.model-status");
     for e in &events {
-        let rec = message::model_status_record("gw-1", &message::new_record_id(), e, 5);
+        let rec = message::model_status_record(&origin(), &message::new_record_id(), e, 5);
         assert_eq!(rec.key, "gw-1");
         assert_valid("edgewatch.model-status", &rec.payload);
         let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap();
@@ -398,9 +447,201 @@ fn every_kind_of_model_lifecycle_event_matches_the_model_status_schema() {
         assert!(!validator.is_valid(&foreign), "{foreign}");
     }
     let mut bad_digest: serde_json::Value = serde_json::from_slice(
-        &message::model_status_record("gw-1", &message::new_record_id(), &events[0], 5).payload,
+        &message::model_status_record(&origin(), &message::new_record_id(), &events[0], 5).payload,
     )
     .unwrap();
     bad_digest["model"]["digest"] = "not-a-digest".into();
     assert!(!validator.is_valid(&bad_digest));
+}
+
+/// A model's classification of a report.
+fn classified(mut r: WindowReport, class: &str) -> WindowReport {
+    r.assessment.class = Some(crate::analyze::alert::ClassVerdict {
+        class: class.into(),
+        probability: 0.9,
+        model_version: "m1".into(),
+    });
+    r
+}
+
+#[test]
+fn summaries_carry_the_model_inputs_statistics_class_counts_drift_and_lineage() {
+    let mut s = Summarizer::new(1000);
+    let mut a = classified(report("pump-1", 1, 0, 1.0, Level::Normal), "normal");
+    a.assessment.drift = Some(0.3);
+    let mut b = classified(report("pump-1", 1, 160_000, 3.0, Level::Normal), "normal");
+    b.assessment.drift = Some(0.5);
+    let c = classified(report("pump-1", 1, 320_000, 2.0, Level::Normal), "outer");
+    for (i, r) in [a, b, c].iter().enumerate() {
+        s.push(r, i as u64);
+    }
+    let summary = s.drain().remove(0);
+    // Input i of a report at velocity v is i + v: means i + 2, population spread sqrt(2/3).
+    assert_eq!(summary.input_names, &FEATURE_NAMES[..]);
+    for i in 0..MODEL_INPUT_LEN {
+        assert!((summary.input_mean[i] - (i as f64 + 2.0)).abs() < 1e-5);
+        assert!((summary.input_std[i] - (2.0f64 / 3.0).sqrt()).abs() < 1e-5);
+        assert_eq!(summary.input_min[i], i as f64 + 1.0);
+        assert_eq!(summary.input_max[i], i as f64 + 3.0);
+    }
+    assert_eq!(summary.class_counts.get("normal"), Some(&2));
+    assert_eq!(summary.class_counts.get("outer"), Some(&1));
+    assert_eq!((summary.drift, summary.drift_max), (Some(0.5), Some(0.5)));
+    assert!((summary.anomaly_mean.unwrap() - 2.0).abs() < 1e-9);
+    assert!(summary.input_drift.is_none(), "no distribution, no PSI");
+    assert!(summary.input_sample.is_empty(), "off by default");
+    let rec = message::summary_record(&origin(), &message::new_record_id(), &summary, 1);
+    assert_valid("edgewatch.summaries", &rec.payload);
+    let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap();
+    assert_eq!(v["lineage"]["source"], "mqtt:sensors/pump-1/1");
+    assert_eq!(v["lineage"]["baseline_learned_us"], 42);
+    assert_eq!(v["lineage"]["config_hash"].as_str().unwrap().len(), 16);
+    assert_eq!(v["class_counts"]["normal"], 2);
+    assert!(v.get("input_sample").is_none());
+}
+
+#[test]
+fn the_input_sample_is_bounded_and_drawn_from_the_interval() {
+    let mut s = Summarizer::new(1_000_000).with_input_sample(5);
+    let starts: Vec<u64> = (0..200).map(|i| i * 160_000).collect();
+    for (i, &t) in starts.iter().enumerate() {
+        s.push(&report("pump-1", 1, t, 1.0, Level::Normal), i as u64);
+    }
+    let summary = s.drain().remove(0);
+    assert_eq!(summary.input_sample.len(), 5);
+    assert!(
+        summary
+            .input_sample
+            .iter()
+            .all(|v| starts.contains(&v.window_start_us) && v.values.len() == MODEL_INPUT_LEN)
+    );
+    // Uniform over the interval, not the first five windows.
+    assert!(
+        summary
+            .input_sample
+            .iter()
+            .any(|v| v.window_start_us >= 5 * 160_000)
+    );
+    let rec = message::summary_record(&origin(), &message::new_record_id(), &summary, 1);
+    assert_valid("edgewatch.summaries", &rec.payload);
+}
+
+#[test]
+fn summaries_report_input_drift_against_the_model_training_distribution() {
+    use crate::analyze::drift::{InputDistribution, quantiles};
+    let p: Vec<f64> = (0..=10).map(|i| f64::from(i) / 10.0).collect();
+    // Trained on inputs i + u, u uniform in [0, 4): the reports' i + 1 .. i + 3 are inside.
+    let dist = Arc::new(InputDistribution {
+        quantiles: (0..MODEL_INPUT_LEN)
+            .map(|i| {
+                let mut v: Vec<f64> = (0..400).map(|k| i as f64 + f64::from(k) / 100.0).collect();
+                quantiles(&mut v, &p)
+            })
+            .collect(),
+        probabilities: p,
+    });
+    let mut s = Summarizer::new(1000);
+    for (k, velocity) in [1.0, 2.0, 3.0, 9.0].into_iter().enumerate() {
+        let mut r = report("pump-1", 1, k as u64 * 160_000, velocity, Level::Normal);
+        r.assessment.out_of_range = dist.out_of_range(&r.assessment.inputs);
+        r.assessment.input_distribution = Some(dist.clone());
+        s.push(&r, k as u64);
+    }
+    let summary = s.drain().remove(0);
+    let d = summary.input_drift.as_ref().unwrap();
+    assert_eq!((d.windows, d.out_of_range_windows), (4, 1));
+    assert_eq!(d.psi.len(), MODEL_INPUT_LEN);
+    assert!(d.psi_max > 0.25, "four windows in three bins: {d:?}");
+    let rec = message::summary_record(&origin(), &message::new_record_id(), &summary, 1);
+    assert_valid("edgewatch.summaries", &rec.payload);
+}
+
+fn schema_at(path: &str) -> jsonschema::Validator {
+    let path = format!("{}/../schemas/{path}", env!("CARGO_MANIFEST_DIR"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+/// The records of this agent, one per topic, as JSON.
+fn current_records() -> Vec<(&'static str, serde_json::Value)> {
+    let mut s = Summarizer::new(10).with_input_sample(2);
+    s.push(
+        &classified(report("pump-1", 1, 0, 1.0, Level::Normal), "normal"),
+        0,
+    );
+    let summary = s.drain().remove(0);
+    let json = |r: crate::outbox::Record| serde_json::from_slice(&r.payload).unwrap();
+    vec![
+        (
+            "edgewatch.summaries",
+            json(message::summary_record(
+                &origin(),
+                &message::new_record_id(),
+                &summary,
+                1,
+            )),
+        ),
+        (
+            "edgewatch.health",
+            json(message::health_record(
+                &origin(),
+                &message::new_record_id(),
+                &Heartbeat::default(),
+                1,
+            )),
+        ),
+        (
+            "edgewatch.model-status",
+            json(message::model_status_record(
+                &origin(),
+                &message::new_record_id(),
+                &lifecycle_events()[0],
+                1,
+            )),
+        ),
+    ]
+}
+
+/// The evolution rule (docs/feedback-loop.md), both ways.
+#[test]
+fn schemas_evolve_by_the_written_rule() {
+    for (topic, record) in current_records() {
+        let current = schema_at(&format!("{topic}.json"));
+        let v1 = schema_at(&format!("v1/{topic}.json"));
+        // A consumer of this version reads a record with a field added later (an additive
+        // change keeps the version).
+        let mut later = record.clone();
+        later["added_in_a_later_release"] = serde_json::json!({"any": [1, 2]});
+        assert!(current.is_valid(&later), "{topic}: {later}");
+        // Version 2 removed, renamed and retyped nothing of version 1: a version-2 record
+        // without the version-2 additions is a valid version-1 record, so a consumer that
+        // picks the schema by `schema_version` reads both versions of a topic.
+        let mut as_v1 = record.clone();
+        let v1_schema: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!(
+                "{}/../schemas/v1/{topic}.json",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let v1_fields: Vec<&String> = v1_schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        as_v1
+            .as_object_mut()
+            .unwrap()
+            .retain(|k, _| v1_fields.contains(&k));
+        as_v1["schema_version"] = 1.into();
+        let errors: Vec<String> = v1.iter_errors(&as_v1).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{topic}: {errors:?}\n{as_v1}");
+        // Version 1's schemas were closed to unknown fields, so a strict version-1 consumer
+        // refuses version-2 records: that is why adding the lineage raised the version.
+        assert!(!v1.is_valid(&record), "{topic}");
+        // And a version-2 consumer tells version-1 records apart by their version.
+        assert!(!current.is_valid(&as_v1), "{topic}");
+    }
 }

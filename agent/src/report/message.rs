@@ -2,15 +2,76 @@
 //!
 //! Every message carries `schema_version`, `type`, `record_id` (random, made once when the
 //! record is created: a consumer deduplicates on it), `agent_id`, `asset_id`, `sensor_id`,
-//! `window_start_us`/`window_end_us` (sensor clock), `model_version` (null without a model) and
-//! `created_unix_ms` (the agent's wall clock). Builders are pure: ids and clocks are inputs.
+//! `window_start_us`/`window_end_us` (sensor clock), `model_version` (null without a model),
+//! `created_unix_ms` (the agent's wall clock) and `lineage` (agent version, configuration hash,
+//! feature-code version, baseline learned time, source). Builders are pure: ids and clocks are
+//! inputs.
+//!
+//! Evolution rule (docs/feedback-loop.md, "Schema evolution"): a field may be added without a
+//! version change (the schemas allow unknown fields and the new field is optional, so a
+//! consumer of either version reads records of the other); removing, renaming or retyping a
+//! field, or changing its meaning, raises `schema_version`. Version 2 added `lineage`, the drift
+//! and model-input fields, and opened the schemas to unknown fields (version 1's were closed, so
+//! adding a field broke a strict version-1 validator: hence the bump).
 
 use crate::analyze::alert::{AlertEvent, Finding, Level, Transition};
 use crate::outbox::{Kind, Record};
 use serde::Serialize;
 
 /// Version of the message schemas written by this agent.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Who writes the records: the agent's id, version and configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `agent.id`.
+    pub agent_id: String,
+    /// The agent's version.
+    pub agent_version: String,
+    /// First 16 hex digits of SHA-256 of the configuration's bytes.
+    pub config_hash: String,
+}
+
+impl Origin {
+    /// This agent build, with `agent_id` and the configuration's hash
+    /// ([`crate::config::config_hash`]).
+    pub fn new(agent_id: &str, config_hash: &str) -> Self {
+        Self {
+            agent_id: agent_id.to_string(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            config_hash: config_hash.to_string(),
+        }
+    }
+
+    fn lineage<'a>(
+        &'a self,
+        baseline_learned_us: Option<u64>,
+        source: Option<&'a str>,
+    ) -> Lineage<'a> {
+        Lineage {
+            agent_version: &self.agent_version,
+            config_hash: &self.config_hash,
+            feature_version: crate::analyze::features::FEATURE_CODE_VERSION,
+            baseline_learned_us,
+            source,
+        }
+    }
+}
+
+/// Where a record's data came from and what made it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lineage<'a> {
+    /// The agent's version.
+    pub agent_version: &'a str,
+    /// Hash of the configuration ([`Origin::config_hash`]).
+    pub config_hash: &'a str,
+    /// [`crate::analyze::features::FEATURE_CODE_VERSION`].
+    pub feature_version: u32,
+    /// Sensor time the asset's baseline was learned, µs; null without one or for agent records.
+    pub baseline_learned_us: Option<u64>,
+    /// `serial:<port>` or `mqtt:<topic>`; null for agent records.
+    pub source: Option<&'a str>,
+}
 
 /// Fields every message starts with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,6 +97,8 @@ pub struct Envelope<'a> {
     pub model_version: Option<&'a str>,
     /// Wall clock when the record was made, ms since the Unix epoch.
     pub created_unix_ms: u64,
+    /// What made the record from what.
+    pub lineage: Lineage<'a>,
 }
 
 #[derive(Serialize)]
@@ -47,33 +110,40 @@ struct AlertMessage<'a> {
     level: Level,
     agent_clock_ms: u64,
     finding: &'a Finding,
+    input_names: &'static [&'static str],
+    inputs: &'a [crate::analyze::alert::InputVector],
 }
 
-/// The record of an alert event.
+/// The record of an alert event; `baseline_learned_us` and `source` of its deciding window.
 pub fn alert_record(
-    agent_id: &str,
+    origin: &Origin,
     record_id: &str,
     event: &AlertEvent,
     created_unix_ms: u64,
+    baseline_learned_us: Option<u64>,
+    source: Option<&str>,
 ) -> Record {
     let msg = AlertMessage {
         envelope: Envelope {
             schema_version: SCHEMA_VERSION,
             kind: Kind::Alert,
             record_id,
-            agent_id,
+            agent_id: &origin.agent_id,
             asset_id: Some(&event.asset),
             sensor_id: Some(event.sensor_id),
             window_start_us: Some(event.window_start_us),
             window_end_us: Some(event.window_end_us),
             model_version: event.finding.model_version.as_deref(),
             created_unix_ms,
+            lineage: origin.lineage(baseline_learned_us, source),
         },
         alert_id: &event.id,
         transition: event.transition,
         level: event.level,
         agent_clock_ms: event.at_ms,
         finding: &event.finding,
+        input_names: &crate::analyze::features::FEATURE_NAMES,
+        inputs: &event.inputs,
     };
     Record {
         kind: Kind::Alert,
@@ -85,7 +155,7 @@ pub fn alert_record(
 
 /// The record of a finished feature summary.
 pub fn summary_record(
-    agent_id: &str,
+    origin: &Origin,
     record_id: &str,
     s: &super::summary::Summary,
     created_unix_ms: u64,
@@ -102,13 +172,14 @@ pub fn summary_record(
             schema_version: SCHEMA_VERSION,
             kind: Kind::Summary,
             record_id,
-            agent_id,
+            agent_id: &origin.agent_id,
             asset_id: Some(&s.asset),
             sensor_id: Some(s.sensor_id),
             window_start_us: Some(s.window_start_us),
             window_end_us: Some(s.window_end_us),
             model_version: s.model_version.as_deref(),
             created_unix_ms,
+            lineage: origin.lineage(s.baseline_learned_us, s.source.as_deref()),
         },
         summary: s,
     };
@@ -139,7 +210,7 @@ pub struct Heartbeat {
 
 /// The record of an agent heartbeat (key: the agent id).
 pub fn health_record(
-    agent_id: &str,
+    origin: &Origin,
     record_id: &str,
     h: &Heartbeat,
     created_unix_ms: u64,
@@ -156,20 +227,21 @@ pub fn health_record(
             schema_version: SCHEMA_VERSION,
             kind: Kind::Health,
             record_id,
-            agent_id,
+            agent_id: &origin.agent_id,
             asset_id: None,
             sensor_id: None,
             window_start_us: None,
             window_end_us: None,
             model_version: None,
             created_unix_ms,
+            lineage: origin.lineage(None, None),
         },
         heartbeat: h,
     };
     Record {
         kind: Kind::Health,
         created_unix_ms,
-        key: agent_id.to_string(),
+        key: origin.agent_id.clone(),
         payload: serde_json::to_vec(&msg).expect("heartbeats serialize"),
     }
 }
@@ -177,7 +249,7 @@ pub fn health_record(
 /// The record of a model lifecycle event (key: the agent id, so one agent's events stay in
 /// order).
 pub fn model_status_record(
-    agent_id: &str,
+    origin: &Origin,
     record_id: &str,
     e: &crate::analyze::lifecycle::Event,
     created_unix_ms: u64,
@@ -194,20 +266,21 @@ pub fn model_status_record(
             schema_version: SCHEMA_VERSION,
             kind: Kind::ModelStatus,
             record_id,
-            agent_id,
+            agent_id: &origin.agent_id,
             asset_id: None,
             sensor_id: None,
             window_start_us: None,
             window_end_us: None,
             model_version: Some(&e.active.version),
             created_unix_ms,
+            lineage: origin.lineage(None, None),
         },
         event: e,
     };
     Record {
         kind: Kind::ModelStatus,
         created_unix_ms,
-        key: agent_id.to_string(),
+        key: origin.agent_id.clone(),
         payload: serde_json::to_vec(&msg).expect("model status messages serialize"),
     }
 }

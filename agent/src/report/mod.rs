@@ -21,20 +21,35 @@ use summary::Summarizer;
 /// Longest time an alert waits for room in the writer's queue.
 pub const ALERT_WAIT: Duration = Duration::from_secs(5);
 
+/// Per asset, the latest anomaly and drift scores as gauges (NaN while there is none).
+fn set_asset_gauges(r: &WindowReport) {
+    let a = &r.assessment;
+    metrics::gauge!("edgewatch_anomaly_score", "asset" => r.asset.to_string())
+        .set(a.anomaly.unwrap_or(f64::NAN));
+    metrics::gauge!("edgewatch_drift_score", "asset" => r.asset.to_string())
+        .set(a.drift.unwrap_or(f64::NAN));
+}
+
 /// Turns pipeline output into records for the writer.
 #[derive(Debug)]
 pub struct Reporter {
-    agent_id: String,
+    origin: message::Origin,
     summarizer: Summarizer,
     tx: WriterSender,
 }
 
 impl Reporter {
-    /// A reporter sending to the writer through `tx`.
-    pub fn new(agent_id: String, summary_interval_ms: u64, tx: WriterSender) -> Self {
+    /// A reporter sending to the writer through `tx`, with a sample of at most
+    /// `input_sample` windows' inputs per summary.
+    pub fn new(
+        origin: message::Origin,
+        summary_interval_ms: u64,
+        input_sample: usize,
+        tx: WriterSender,
+    ) -> Self {
         Self {
-            agent_id,
-            summarizer: Summarizer::new(summary_interval_ms),
+            origin,
+            summarizer: Summarizer::new(summary_interval_ms).with_input_sample(input_sample),
             tx,
         }
     }
@@ -44,32 +59,31 @@ impl Reporter {
     pub async fn on_report(&mut self, r: &WindowReport, now: Now) {
         if let Some(event) = &r.alert {
             let rec = message::alert_record(
-                &self.agent_id,
+                &self.origin,
                 &message::new_record_id(),
                 event,
                 now.unix_ms,
+                r.assessment.baseline_learned_us,
+                Some(&r.source),
             );
             self.send(rec).await;
         }
+        set_asset_gauges(r);
         for s in self.summarizer.push(r, now.ms) {
-            let rec =
-                message::summary_record(&self.agent_id, &message::new_record_id(), &s, now.unix_ms);
-            self.send(rec).await;
+            self.send_summary(&s, now).await;
         }
     }
 
     /// Closes the summaries whose interval ended at `now`.
     pub async fn poll(&mut self, now: Now) {
         for s in self.summarizer.poll(now.ms) {
-            let rec =
-                message::summary_record(&self.agent_id, &message::new_record_id(), &s, now.unix_ms);
-            self.send(rec).await;
+            self.send_summary(&s, now).await;
         }
     }
 
     /// Sends a heartbeat made at `now`.
     pub async fn heartbeat(&mut self, h: &Heartbeat, now: Now) {
-        let rec = message::health_record(&self.agent_id, &message::new_record_id(), h, now.unix_ms);
+        let rec = message::health_record(&self.origin, &message::new_record_id(), h, now.unix_ms);
         self.send(rec).await;
     }
 
@@ -77,17 +91,23 @@ impl Reporter {
     /// central side's record of which agent ran which model depends on each one).
     pub async fn model_status(&mut self, e: &crate::analyze::lifecycle::Event, now: Now) {
         let rec =
-            message::model_status_record(&self.agent_id, &message::new_record_id(), e, now.unix_ms);
+            message::model_status_record(&self.origin, &message::new_record_id(), e, now.unix_ms);
         self.send(rec).await;
     }
 
     /// At shutdown (`now`): sends the open summaries and closes the writer's queue.
     pub async fn finish(mut self, now: Now) {
         for s in self.summarizer.drain() {
-            let rec =
-                message::summary_record(&self.agent_id, &message::new_record_id(), &s, now.unix_ms);
-            self.send(rec).await;
+            self.send_summary(&s, now).await;
         }
+    }
+
+    async fn send_summary(&mut self, s: &summary::Summary, now: Now) {
+        if let Some(d) = &s.input_drift {
+            metrics::gauge!("edgewatch_input_psi", "asset" => s.asset.clone()).set(d.psi_max);
+        }
+        let rec = message::summary_record(&self.origin, &message::new_record_id(), s, now.unix_ms);
+        self.send(rec).await;
     }
 
     async fn send(&mut self, rec: Record) {

@@ -2,11 +2,14 @@
 //! aggregated into one record. Pure: the agent clock is an input.
 
 use crate::analyze::WindowReport;
-use crate::analyze::alert::Level;
+use crate::analyze::alert::{InputVector, Level};
+use crate::analyze::drift::{InputDistribution, InputDrift, PsiCounter};
 use crate::analyze::features::SeverityZone;
+use crate::analyze::features::{FEATURE_NAMES, MODEL_INPUT_LEN};
 use crate::analyze::health::Stage;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The aggregate of one sensor's windows over one interval.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,6 +29,12 @@ pub struct Summary {
     /// Model version of the latest window's classification.
     #[serde(skip)]
     pub model_version: Option<String>,
+    /// Where the latest window's frames came from (the record's `lineage.source`).
+    #[serde(skip)]
+    pub source: Option<String>,
+    /// Sensor time the asset's baseline was learned, µs (`lineage.baseline_learned_us`).
+    #[serde(skip)]
+    pub baseline_learned_us: Option<u64>,
     /// Every model version that classified a window of the interval, in the order they did:
     /// more than one when the interval spans a model switch (a promotion or a rollback).
     pub model_versions: Vec<String>,
@@ -56,6 +65,31 @@ pub struct Summary {
     pub worst_level: Level,
     /// Largest anomaly score, once the baseline exists.
     pub anomaly_max: Option<f64>,
+    /// Mean anomaly score over the windows that had one.
+    pub anomaly_mean: Option<f64>,
+    /// The asset's baseline drift score at the interval's last window that had one.
+    pub drift: Option<f64>,
+    /// Its largest value in the interval.
+    pub drift_max: Option<f64>,
+    /// The model inputs' names, in the order of the `input_*` arrays.
+    pub input_names: &'static [&'static str],
+    /// Mean of each model input over the interval's windows.
+    pub input_mean: Vec<f64>,
+    /// Standard deviation of each (population, 0 for one window).
+    pub input_std: Vec<f64>,
+    /// Smallest value of each.
+    pub input_min: Vec<f64>,
+    /// Largest value of each.
+    pub input_max: Vec<f64>,
+    /// Windows per class the model called.
+    pub class_counts: BTreeMap<String, u64>,
+    /// The interval's inputs against the active model's training distribution (none when
+    /// the model carries none): PSI per input and windows out of the training range.
+    pub input_drift: Option<InputDrift>,
+    /// A uniform random sample of the interval's windows' inputs, at most
+    /// `[report] input_sample_per_interval` (empty when that is 0, the default).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub input_sample: Vec<InputVector>,
     /// Latest temperature, °C.
     pub temperature_c: Option<f64>,
     /// Latest classifier class.
@@ -85,6 +119,15 @@ struct Bucket {
     rms_sum: f64,
     velocity_sum: f64,
     shaft_hz_sum: f64,
+    anomaly_sum: f64,
+    anomaly_n: u64,
+    /// Welford's running mean and sum of squared deviations per input.
+    input_mean: [f64; MODEL_INPUT_LEN],
+    input_m2: [f64; MODEL_INPUT_LEN],
+    input_n: u64,
+    psi: Option<(Arc<InputDistribution>, PsiCounter)>,
+    /// Windows offered to the sample so far.
+    sample_seen: u64,
 }
 
 fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -99,6 +142,7 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 #[derive(Debug)]
 pub struct Summarizer {
     interval_ms: u64,
+    sample_size: usize,
     open: BTreeMap<(String, u32), Bucket>,
 }
 
@@ -107,8 +151,15 @@ impl Summarizer {
     pub fn new(interval_ms: u64) -> Self {
         Self {
             interval_ms: interval_ms.max(1),
+            sample_size: 0,
             open: BTreeMap::new(),
         }
+    }
+
+    /// Keeps a uniform random sample of at most `n` windows' inputs per summary.
+    pub fn with_input_sample(mut self, n: usize) -> Self {
+        self.sample_size = n;
+        self
     }
 
     /// Adds a window reported at agent time `now_ms`; returns the summaries it closed.
@@ -132,6 +183,8 @@ impl Summarizer {
                 window_start_us: r.start_us,
                 window_end_us: r.end_us,
                 model_version: None,
+                source: None,
+                baseline_learned_us: None,
                 model_versions: Vec::new(),
                 windows: 0,
                 rms_g_mean: 0.0,
@@ -146,6 +199,17 @@ impl Summarizer {
                 worst_zone: f.zone,
                 worst_level: Level::Normal,
                 anomaly_max: None,
+                anomaly_mean: None,
+                drift: None,
+                drift_max: None,
+                input_names: &FEATURE_NAMES,
+                input_mean: Vec::new(),
+                input_std: Vec::new(),
+                input_min: vec![f64::INFINITY; MODEL_INPUT_LEN],
+                input_max: vec![f64::NEG_INFINITY; MODEL_INPUT_LEN],
+                class_counts: BTreeMap::new(),
+                input_drift: None,
+                input_sample: Vec::new(),
                 temperature_c: None,
                 class: None,
                 class_probability: None,
@@ -160,6 +224,13 @@ impl Summarizer {
             rms_sum: 0.0,
             velocity_sum: 0.0,
             shaft_hz_sum: 0.0,
+            anomaly_sum: 0.0,
+            anomaly_n: 0,
+            input_mean: [0.0; MODEL_INPUT_LEN],
+            input_m2: [0.0; MODEL_INPUT_LEN],
+            input_n: 0,
+            psi: None,
+            sample_seen: 0,
         });
         let s = &mut b.summary;
         s.windows += 1;
@@ -177,10 +248,65 @@ impl Summarizer {
         s.worst_zone = s.worst_zone.max(f.zone);
         s.worst_level = s.worst_level.max(a.level);
         s.anomaly_max = max_opt(s.anomaly_max, a.anomaly);
+        if let Some(x) = a.anomaly {
+            b.anomaly_sum += x;
+            b.anomaly_n += 1;
+        }
+        if a.drift.is_some() {
+            s.drift = a.drift;
+        }
+        s.drift_max = max_opt(s.drift_max, a.drift);
+        s.source = Some(r.source.to_string());
+        s.baseline_learned_us = a.baseline_learned_us;
+        if a.inputs.len() == MODEL_INPUT_LEN {
+            b.input_n += 1;
+            let n = b.input_n as f64;
+            for (i, &v) in a.inputs.iter().enumerate() {
+                let v = f64::from(v);
+                let d = v - b.input_mean[i];
+                b.input_mean[i] += d / n;
+                b.input_m2[i] += d * (v - b.input_mean[i]);
+                s.input_min[i] = s.input_min[i].min(v);
+                s.input_max[i] = s.input_max[i].max(v);
+            }
+            if let Some(dist) = &a.input_distribution {
+                // A new model with another distribution starts the count over: the PSI is
+                // always against the model that classified the interval's last windows.
+                if !b.psi.as_ref().is_some_and(|(d, _)| Arc::ptr_eq(d, dist)) {
+                    b.psi = Some((dist.clone(), PsiCounter::new(dist)));
+                }
+                if let Some((d, counter)) = &mut b.psi {
+                    counter.push(d, &a.inputs, !a.out_of_range.is_empty());
+                }
+            }
+            if self.sample_size > 0 {
+                // Reservoir sampling (Algorithm R): every window of the interval has the same
+                // chance to be in the sample, whatever the interval's length.
+                b.sample_seen += 1;
+                let v = InputVector {
+                    sensor_id: r.sensor_id,
+                    axis: r.axis,
+                    window_start_us: r.start_us,
+                    window_end_us: r.end_us,
+                    values: a.inputs.clone(),
+                    class: a.class.as_ref().map(|c| c.class.clone()),
+                    probability: a.class.as_ref().map(|c| c.probability),
+                };
+                if s.input_sample.len() < self.sample_size {
+                    s.input_sample.push(v);
+                } else {
+                    let j = (rand::random::<u64>() % b.sample_seen) as usize;
+                    if j < self.sample_size {
+                        s.input_sample[j] = v;
+                    }
+                }
+            }
+        }
         if f.temperature_c.is_some() {
             s.temperature_c = f.temperature_c;
         }
         if let Some(c) = &a.class {
+            *s.class_counts.entry(c.class.clone()).or_default() += 1;
             s.class = Some(c.class.clone());
             s.class_probability = Some(c.probability);
             s.model_version = Some(c.model_version.clone());
@@ -232,5 +358,18 @@ fn finish(b: Bucket) -> Summary {
     s.rms_g_mean = b.rms_sum / n;
     s.velocity_rms_mm_s_mean = b.velocity_sum / n;
     s.shaft_hz_mean = b.shaft_hz_sum / n;
+    s.anomaly_mean = (b.anomaly_n > 0).then(|| b.anomaly_sum / b.anomaly_n as f64);
+    if b.input_n == 0 {
+        s.input_min.clear();
+        s.input_max.clear();
+    } else {
+        let n = b.input_n as f64;
+        s.input_mean = b.input_mean.to_vec();
+        s.input_std = b.input_m2.iter().map(|m2| (m2 / n).sqrt()).collect();
+    }
+    s.input_drift = b
+        .psi
+        .as_ref()
+        .and_then(|(d, counter)| counter.finish(d, &FEATURE_NAMES));
     s
 }

@@ -120,6 +120,11 @@ pub use config::{
 pub use extractor::{FeatureExtractor, MIN_WINDOW_LEN};
 pub use lines::{CHANCE_DB, FamilyEvidence, LINE_DB, LineFamilies, SIDEBAND_WEIGHT};
 pub use model_inputs::{FEATURE_NAMES, MODEL_INPUT_LEN};
+
+/// Version of the feature code: raised whenever a feature's computation or meaning changes,
+/// so records (`lineage.feature_version`) and training sets built from them say which
+/// features they hold, and rows of different versions are never mixed in one training set.
+pub const FEATURE_CODE_VERSION: u32 = 1;
 pub use speed::{SpeedEstimate, SpeedEstimator};
 
 /// Why a window could not be turned into features.
