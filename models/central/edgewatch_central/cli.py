@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-train", required=True, help="simulated training CSV (lab export-features)")
     p.add_argument("--out", required=True, help="folder for train.csv, heldback.csv, lineage.csv, trainset.json")
     p.add_argument("--holdback", type=float, default=0.25, help="share of each class's label groups held back")
+    p.add_argument("--field-weight", type=int, default=1,
+                   help="write each training-side field window this many times (its weight against the simulated rows)")
     p.set_defaults(func=trainset.main)
 
     p = sub.add_parser("retrain", help="train a candidate, gate it against the active model, package it",

@@ -184,7 +184,7 @@ def retrain(trainset_dir: Path, sim_test: Path, out: Path, version: str, key: Pa
         "variant_evaluated": variant,
         "gate": {"rule": rule.as_dict(), "passed": passed, "reasons": reasons},
         "evaluation": results,
-        "trainset": {k: ts[k] for k in ("dataset_id", "feature_names", "holdback", "sim_train", "files",
+        "trainset": {k: ts[k] for k in ("dataset_id", "feature_names", "holdback", "field_weight", "sim_train", "files",
                                          "agent_versions", "feature_versions", "model_versions")},
         "labels_used": ts["labels"]["used"],
         "labels_ignored": ts["labels"]["ignored"],
@@ -221,8 +221,8 @@ def card_markdown(card: dict) -> str:
         f"- training set `{ts['dataset_id']}`: {f['train.csv']['rows']} windows, "
         f"{f['train.csv']['sim_rows']} simulated (`{ts['sim_train']['file']}`, sha256 "
         f"`{ts['sim_train']['sha256'][:16]}`) and {f['train.csv']['field_rows']} from field labels "
-        f"({json.dumps(f['train.csv']['field_rows_per_class'])});",
-        f"- held back: {f['heldback.csv']['rows']} field windows ({json.dumps(f['heldback.csv']['field_rows_per_class'])});",
+        f"(windows per class {json.dumps(f['train.csv']['field_windows_per_class'])}, each written {ts.get('field_weight', 1)} times);",
+        f"- held back: {f['heldback.csv']['rows']} field windows ({json.dumps(f['heldback.csv']['field_windows_per_class'])});",
         f"- labels used: {len(card['labels_used'])}, ignored: {len(card['labels_ignored'])}; "
         f"agent versions {', '.join(ts['agent_versions']) or '-'}, feature versions "
         f"{', '.join(map(str, ts['feature_versions'])) or '-'}, models that saw the windows "

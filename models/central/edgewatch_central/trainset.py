@@ -140,7 +140,12 @@ def _split_groups(windows: list[Window]) -> dict[str, str]:
     return {fid: find(fid) for fid in parent}
 
 
-def build(store: Path, sim_train: Path, out: Path, holdback: float = 0.25) -> dict:
+def build(store: Path, sim_train: Path, out: Path, holdback: float = 0.25, field_weight: int = 1) -> dict:
+    """Writes train.csv, heldback.csv, lineage.csv and trainset.json to `out`; returns the
+    latter. `field_weight`: each training-side field window is written that many times (its
+    weight against the simulated rows); held-back windows once."""
+    if field_weight < 1:
+        raise TrainsetError("--field-weight must be 1 or more")
     train = train_module()
     out.mkdir(parents=True, exist_ok=True)
     with open(sim_train, newline="") as f:
@@ -279,18 +284,20 @@ def build(store: Path, sim_train: Path, out: Path, holdback: float = 0.25) -> di
             e = groups[g]
             split = "heldback" if g in heldback_groups else "train"
             writer = wh if split == "heldback" else wt
+            copies = field_weight if split == "train" else 1
             for w in sorted(e["windows"], key=lambda w: tuple(str(k) for k in w.key)):
                 agent, asset, sensor, axis, start_us = w.key
                 case = f"field:{g}"
-                writer.writerow([case, e["class"], "", "", "", "", f"{asset}/{sensor}/{axis}",
-                                 repr(start_us / 1e6) if start_us is not None else ""]
-                                + [repr(v) for v in w.values])
-                lineage_rows.append([f"{split}.csv", counters[split], "field", case, e["class"],
-                                     " ".join(sorted(w.labels)), " ".join(sorted(w.record_ids)),
-                                     agent, asset, sensor, axis, start_us, w.window_end_us,
-                                     w.lineage["agent_version"], w.lineage["feature_version"],
-                                     w.lineage["model_version"]])
-                counters[split] += 1
+                for _ in range(copies):
+                    writer.writerow([case, e["class"], "", "", "", "", f"{asset}/{sensor}/{axis}",
+                                     repr(start_us / 1e6) if start_us is not None else ""]
+                                    + [repr(v) for v in w.values])
+                    lineage_rows.append([f"{split}.csv", counters[split], "field", case, e["class"],
+                                         " ".join(sorted(w.labels)), " ".join(sorted(w.record_ids)),
+                                         agent, asset, sensor, axis, start_us, w.window_end_us,
+                                         w.lineage["agent_version"], w.lineage["feature_version"],
+                                         w.lineage["model_version"]])
+                    counters[split] += 1
                 per_class[split][e["class"]] = per_class[split].get(e["class"], 0) + 1
     with open(lineage_path, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
@@ -306,13 +313,14 @@ def build(store: Path, sim_train: Path, out: Path, holdback: float = 0.25) -> di
         "dataset_id": f"trainset:{train_sha[:16]}",
         "feature_names": features,
         "holdback": holdback,
+        "field_weight": field_weight,
         "sim_train": {"file": sim_train.name, "sha256": sha256_file(sim_train), "rows": len(sim_rows)},
         "files": {
             "train.csv": {"sha256": train_sha, "rows": counters["train"],
                           "sim_rows": len(sim_rows), "field_rows": counters["train"] - len(sim_rows),
-                          "field_rows_per_class": dict(sorted(per_class["train"].items()))},
+                          "field_windows_per_class": dict(sorted(per_class["train"].items()))},
             "heldback.csv": {"sha256": sha256_file(held_path), "rows": counters["heldback"],
-                             "field_rows_per_class": dict(sorted(per_class["heldback"].items()))},
+                             "field_windows_per_class": dict(sorted(per_class["heldback"].items()))},
             "lineage.csv": {"sha256": sha256_file(lineage_path), "rows": len(lineage_rows)},
         },
         "labels": {"used": [dict(u, group=u.get("group")) for _, u in sorted(used.items())
@@ -340,7 +348,7 @@ def check(trainset_dir: Path) -> dict:
 
 
 def main(args) -> int:
-    m = build(Path(args.store), Path(args.sim_train), Path(args.out), args.holdback)
+    m = build(Path(args.store), Path(args.sim_train), Path(args.out), args.holdback, args.field_weight)
     f = m["files"]
     print(json.dumps({"dataset_id": m["dataset_id"], "train_rows": f["train.csv"]["rows"],
                       "field_train_rows": f["train.csv"]["field_rows"],

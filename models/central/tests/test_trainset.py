@@ -176,3 +176,13 @@ def test_the_files_are_the_export_format_and_trainset_json_pins_them(built, tmp_
         f.write("\n")
     with pytest.raises(trainset.TrainsetError, match="changed after build-trainset"):
         trainset.check(out)
+
+
+def test_field_weight_repeats_training_windows_only(built, tmp_path):
+    m1 = built["manifest"]
+    m3 = trainset.build(built["store"], built["sim"], tmp_path / "w3", holdback=0.25, field_weight=3)
+    f1, f3 = m1["files"], m3["files"]
+    assert f3["train.csv"]["field_rows"] == 3 * f1["train.csv"]["field_rows"]
+    assert f3["train.csv"]["field_windows_per_class"] == f1["train.csv"]["field_windows_per_class"]
+    assert f3["heldback.csv"] == f1["heldback.csv"]
+    assert m3["field_weight"] == 3 and f3["lineage.csv"]["rows"] == f3["train.csv"]["rows"] + f3["heldback.csv"]["rows"]
