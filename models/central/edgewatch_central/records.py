@@ -127,10 +127,6 @@ class Row:
     topic: str
     values: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def key(self) -> str:
-        return self.values["record_id"]
-
 
 def _int(value: Any, name: str) -> int | None:
     if value is None:

@@ -197,14 +197,23 @@ def retrain(trainset_dir: Path, sim_test: Path, out: Path, version: str, key: Pa
                 "--parent", active["model_version"], "--out", str(pkg)]
         if key is not None:
             args += ["--key", str(key)]
-        line = lab_run(lab, args, "model package").strip()
+        try:
+            line = lab_run(lab, args, "model package").strip()
+        except RetrainError as e:
+            card["package"] = {"error": str(e)}
+            write_card(out, card)
+            raise
         print(f"retrain: {line}", file=log)
         card["package"] = {"file": pkg.name, "sha256": sha256_file(pkg)}
-    (out / "model-card.json").write_text(json.dumps(card, indent=1) + "\n")
-    (out / "model-card.md").write_text(card_markdown(card))
+    write_card(out, card)
     if not passed:
         raise Lost("the candidate is worse than the active model: " + "; ".join(reasons))
     return card
+
+
+def write_card(out: Path, card: dict) -> None:
+    (out / "model-card.json").write_text(json.dumps(card, indent=1) + "\n")
+    (out / "model-card.md").write_text(card_markdown(card))
 
 
 def card_markdown(card: dict) -> str:
@@ -239,8 +248,10 @@ def card_markdown(card: dict) -> str:
         lines += [f"### {res['set']}", "", evaluate.markdown_table(res), ""]
     if card["gate"]["reasons"]:
         lines += ["## Why the gate failed", ""] + [f"- {r}" for r in card["gate"]["reasons"]] + [""]
-    if card["package"]:
+    if card["package"] and "file" in card["package"]:
         lines += ["## Package", "", f"`{card['package']['file']}` (sha256 `{card['package']['sha256']}`).", ""]
+    elif card["package"]:
+        lines += ["## Package", "", f"Packaging failed: {card['package']['error']}", ""]
     return "\n".join(lines)
 
 

@@ -32,6 +32,7 @@ import os
 import time
 import urllib.parse
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,9 +184,12 @@ class _Keys:
 
 
 class Store:
+    # Partition folders whose keys stay in memory; one evicted is read again when next written.
+    MAX_CACHED_FOLDERS = 2048
+
     def __init__(self, root: Path):
         self.root = Path(root)
-        self._keys: dict[Path, _Keys] = {}
+        self._keys: OrderedDict[Path, _Keys] = OrderedDict()
 
     def partition_dir(self, topic: str, asset_id: str | None, day: str) -> Path:
         return self.root / f"topic={topic}" / f"asset={asset_segment(asset_id)}" / f"day={day}"
@@ -197,6 +201,9 @@ class Store:
         keys = self._keys.get(folder)
         if keys is None:
             keys = self._keys[folder] = _Keys(key_column)
+            if len(self._keys) > self.MAX_CACHED_FOLDERS:
+                self._keys.popitem(last=False)
+        self._keys.move_to_end(folder)
         keys.refresh(folder)
         return keys
 

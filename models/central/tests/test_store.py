@@ -103,3 +103,13 @@ def test_queries_work_before_anything_landed(tmp_path):
     con = connect(tmp_path / "empty")
     for view in ("summaries", "alerts", "model_status", "command_status", "feedback", "quarantine"):
         assert con.sql(f"SELECT count(*) FROM {view}").fetchall() == [(0,)]
+
+
+def test_a_folder_evicted_from_the_key_cache_is_read_again(tmp_path, registry, monkeypatch):
+    monkeypatch.setattr(Store, "MAX_CACHED_FOLDERS", 1)
+    store = Store(tmp_path)
+    a = row("alerts", h.alert("a", asset="pump-1"), registry)
+    b = row("alerts", h.alert("b", asset="pump-2"), registry)
+    assert store.write([a, b], []).landed == 2  # pump-1's folder is evicted by pump-2's
+    assert len(store._keys) == 1
+    assert store.write([a, b], []).duplicates == 2
