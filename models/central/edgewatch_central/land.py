@@ -17,13 +17,14 @@ import json
 import signal
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from .records import DEFAULT_PREFIX, TOPICS, Message, Rejected, SchemaRegistry, to_row
-from .store import Quarantined, Store, WriteResult
+from .store import Quarantined, Store
 
 DEFAULT_GROUP = "edgewatch-central-land"
 
@@ -67,8 +68,8 @@ class Lander:
         self.rows = []
         self.quarantined: list[Quarantined] = []
         self.next_offsets: dict[tuple[str, int], int] = {}  # pending, not yet committed
-        self.messages = 0
-        self.totals = WriteResult()
+        self.counts = Counter(messages=0, landed=0, duplicates=0, quarantined=0,
+                              quarantine_duplicates=0, files=0)
         self.first_pending: float | None = None
 
     def add(self, kmsg) -> None:
@@ -82,7 +83,7 @@ class Lander:
         except Rejected as e:
             self.quarantined.append(Quarantined(msg, str(e)))
         self.next_offsets[(msg.kafka_topic, msg.partition)] = msg.offset + 1
-        self.messages += 1
+        self.counts["messages"] += 1
         if self.first_pending is None:
             self.first_pending = time.monotonic()
 
@@ -93,8 +94,9 @@ class Lander:
         """Writes what is pending, then commits its offsets (never the other way round)."""
         if not self.next_offsets:
             return
-        result = self.store.write(self.rows, self.quarantined)
-        self.totals.add(result)
+        r = self.store.write(self.rows, self.quarantined)
+        self.counts.update(landed=r.landed, duplicates=r.duplicates, quarantined=r.quarantined,
+                           quarantine_duplicates=r.quarantine_duplicates, files=len(r.files))
         self.commit([TopicPartition(t, p, o) for (t, p), o in sorted(self.next_offsets.items())])
         self.rows, self.quarantined, self.next_offsets = [], [], {}
         self.first_pending = None
@@ -109,10 +111,7 @@ class Lander:
         self.flush()
 
     def summary(self) -> dict:
-        t = self.totals
-        return {"messages": self.messages, "landed": t.landed, "duplicates": t.duplicates,
-                "quarantined": t.quarantined, "quarantine_duplicates": t.quarantine_duplicates,
-                "files": len(t.files)}
+        return dict(self.counts)
 
 
 def _existing_topics(consumer, wanted: list[str]) -> list[str]:

@@ -152,13 +152,6 @@ class WriteResult:
     quarantine_duplicates: int = 0
     files: list[Path] = field(default_factory=list)
 
-    def add(self, other: "WriteResult") -> None:
-        self.landed += other.landed
-        self.duplicates += other.duplicates
-        self.quarantined += other.quarantined
-        self.quarantine_duplicates += other.quarantine_duplicates
-        self.files += other.files
-
 
 class _Keys:
     """The keys already stored in one partition folder, read file by file as files appear."""
