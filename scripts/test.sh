@@ -31,6 +31,11 @@ if ! have mosquitto; then
   apt_install mosquitto
 fi
 ensure_build_deps
+# The central side (models/central) runs in a Python venv: Debian splits venv off python3.
+if ! have python3 || ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+  echo "installing python3 and python3-venv (central retraining and its tests)"
+  apt_install python3 python3-venv
+fi
 # tansu is the Kafka broker the delivery tests start (sqlite storage needs these features).
 if ! have tansu && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
   echo "installing tansu (Kafka-compatible broker for the delivery tests; takes a while)"
@@ -67,6 +72,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # features, so cargo would compile tract and others twice.
 step "building the binaries the end-to-end tests run, and the tests"
 cargo build --workspace --bins --tests --locked
+
+# Before cargo test: the feedback-loop test (tests/tests/feedback_loop.rs) runs the central
+# side from models/.venv, which this installs.
+step "central retraining (models/central: pytest with tansu and lab)"
+models/central/test.sh
 
 step "cargo test (unit, property and end-to-end tests)"
 cargo test --workspace --locked
