@@ -356,6 +356,10 @@ fn operator_feedback_retrains_the_model_and_the_false_alerts_stop() {
         "retrain took {:.1} s",
         retrain_started.elapsed().as_secs_f64()
     );
+    // The model card: both models side by side on every set, and the data's lineage.
+    if let Ok(card) = std::fs::read_to_string(candidate.join("model-card.md")) {
+        eprintln!("{card}");
+    }
     let package = std::fs::read_dir(&candidate)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -424,6 +428,39 @@ fn operator_feedback_retrains_the_model_and_the_false_alerts_stop() {
         promoted_after.as_secs_f64(),
         cleared_after.as_secs_f64(),
     );
+    // What the optional input sample costs: the fan's summaries with their 20-window sample,
+    // against the same records without it.
+    let (mut with, mut without, mut n, mut records) = (0usize, 0usize, 0usize, 0usize);
+    for mut summary in messages(&b, "edgewatch.summaries") {
+        if summary["asset_id"] != "fan-2blade" || summary.get("input_sample").is_none() {
+            continue;
+        }
+        let sampled = summary["input_sample"].as_array().unwrap().len();
+        with += serde_json::to_vec(&summary).unwrap().len();
+        summary.as_object_mut().unwrap().remove("input_sample");
+        without += serde_json::to_vec(&summary).unwrap().len();
+        n += sampled;
+        records += 1;
+    }
+    eprintln!(
+        "FIGURES: summaries without the input sample {} bytes on average; the sample adds {:.0} \
+         bytes per sampled window ({n} windows)",
+        without / records.max(1),
+        (with - without) as f64 / n.max(1) as f64,
+    );
+    if let Some(keep) = std::env::var_os("EDGEWATCH_LOOP_OUT") {
+        // For docs/model.md: the training set and the candidate with its model card.
+        let keep = PathBuf::from(keep);
+        for d in [&trainset, &candidate] {
+            let to = keep.join(d.file_name().unwrap());
+            std::fs::create_dir_all(&to).unwrap();
+            for f in std::fs::read_dir(d).unwrap().flatten() {
+                if f.path().is_file() {
+                    std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+                }
+            }
+        }
+    }
     // The central store saw both models' records, with the lineage to tell them apart.
     let q = central(&[
         "query",
