@@ -110,7 +110,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ReportConfig {
     /// Windows whose model inputs each summary carries as a uniform random sample (0: none,
-    /// the default; at most 1000). Each costs about 330 bytes of JSON per summary
+    /// the default; at most 1000). Each costs about 380 bytes of JSON per summary
     /// (docs/feedback-loop.md).
     #[serde(default)]
     pub input_sample_per_interval: usize,
