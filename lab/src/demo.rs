@@ -83,6 +83,7 @@ pub fn config_for(scenario: &Scenario, device: PathBuf, opts: &DemoOptions) -> C
         // No Kafka: records collect in the outbox under the data directory, up to its cap.
         outbox: Default::default(),
         kafka: None,
+        feedback: Default::default(),
     }
 }
 
