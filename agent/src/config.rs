@@ -103,6 +103,9 @@ pub struct Config {
     /// records' `lineage.config_hash`).
     #[serde(skip)]
     pub config_hash: String,
+    /// Operators' commands and labels from the feedback topic.
+    #[serde(default)]
+    pub feedback: crate::analyze::feedback::FeedbackConfig,
 }
 
 /// `[report]`.
@@ -426,6 +429,38 @@ impl Config {
         }
     }
 
+    /// The feedback topic's full name, when it is read (`[feedback]` enabled, `[kafka]` set).
+    pub fn feedback_topic(&self) -> Option<String> {
+        let kafka = self.kafka.as_ref()?;
+        self.feedback
+            .is_enabled(true)
+            .then(|| format!("{}{}", kafka.topic_prefix, self.feedback.topic))
+    }
+
+    /// What the analysis thread needs to act on commands, when the feedback topic is read:
+    /// identity, trusted keys (unusable ones are logged and left out), assets, state folder.
+    pub fn commands(&self) -> Option<crate::analyze::feedback::CommandsConfig> {
+        self.feedback_topic()?;
+        let trusted_keys = self
+            .feedback
+            .trusted_keys
+            .iter()
+            .filter_map(|k| match crate::analyze::lifecycle::package::read_public_key(k) {
+                Ok(key) => Some(key),
+                Err(e) => {
+                    tracing::warn!(error = %e, "trusted key unusable: commands it signs are refused");
+                    None
+                }
+            })
+            .collect();
+        Some(crate::analyze::feedback::CommandsConfig {
+            agent_id: self.agent.id.clone(),
+            trusted_keys,
+            assets: self.assets.iter().map(|a| a.id.clone()).collect(),
+            state_dir: Some(self.agent.data_dir.join("feedback")),
+        })
+    }
+
     /// What the analysis stage needs: features, baseline, alerts and each machine's context.
     pub fn analysis(&self) -> AnalysisConfig {
         AnalysisConfig {
@@ -498,6 +533,25 @@ impl Config {
                         "{} does not exist: packages signed by it are refused until it is there",
                         k.display()
                     ),
+                ));
+            }
+        }
+        if self.feedback_topic().is_some() {
+            for (i, k) in self.feedback.trusted_keys.iter().enumerate() {
+                if !k.exists() {
+                    w.push(FieldError::new(
+                        format!("feedback.trusted_keys[{i}]"),
+                        format!(
+                            "{} does not exist: commands signed by it are refused until it is there",
+                            k.display()
+                        ),
+                    ));
+                }
+            }
+            if self.feedback.trusted_keys.is_empty() {
+                w.push(FieldError::new(
+                    "feedback.trusted_keys",
+                    "no key: every command from the feedback topic is refused",
                 ));
             }
         }
@@ -808,6 +862,38 @@ impl Config {
         if let Some(k) = &self.kafka {
             p.0.extend(k.validate());
         }
+        let fb = &self.feedback;
+        p.check(
+            !(fb.enabled == Some(true) && self.kafka.is_none()),
+            "feedback.enabled",
+            "the feedback topic is read from Kafka: add a [kafka] section, or set it false",
+        );
+        let full = format!(
+            "{}{}",
+            self.kafka
+                .as_ref()
+                .map_or_else(crate::forward::KafkaConfig::default_topic_prefix, |k| k
+                    .topic_prefix
+                    .clone()),
+            fb.topic
+        );
+        p.check(
+            !fb.topic.is_empty()
+                && full.len() <= 249
+                && full
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+            "feedback.topic",
+            format!("`{full}` is not a Kafka topic name (letters, digits, . _ -)"),
+        );
+        for (i, k) in fb.trusted_keys.iter().enumerate() {
+            // Missing: a warning; there and not a key: cannot mean anything.
+            if k.exists()
+                && let Err(e) = crate::analyze::lifecycle::package::read_public_key(k)
+            {
+                p.add(format!("feedback.trusted_keys[{i}]"), e.to_string());
+            }
+        }
         if p.0.is_empty() {
             Ok(())
         } else {
@@ -1073,6 +1159,49 @@ sensors = [3]
             "{fields:?}"
         );
         assert!(fields.contains(&"mqtt.topics[0]".to_string()), "{fields:?}");
+    }
+
+    #[test]
+    fn the_feedback_section_defaults_to_on_with_kafka_and_names_what_cannot_work() {
+        let kafka = "[kafka]\nbrokers = [\"127.0.0.1:9092\"]\n";
+        let with_kafka = Config::parse(&format!("{}{kafka}", valid())).unwrap();
+        with_kafka.validate().unwrap();
+        assert_eq!(
+            with_kafka.feedback_topic().as_deref(),
+            Some("edgewatch.feedback")
+        );
+        let c = with_kafka.commands().unwrap();
+        assert_eq!((c.agent_id.as_str(), c.assets.len()), ("gw-1", 2));
+        assert!(
+            with_kafka
+                .warnings()
+                .iter()
+                .any(|w| w.field == "feedback.trusted_keys")
+        );
+        assert_eq!(Config::parse(&valid()).unwrap().feedback_topic(), None);
+        let off = Config::parse(&format!("{}{kafka}[feedback]\nenabled = false\n", valid()));
+        assert_eq!(off.unwrap().feedback_topic(), None);
+        assert_eq!(
+            invalid_fields(&format!("{}[feedback]\nenabled = true\n", valid())),
+            ["feedback.enabled"]
+        );
+        assert_eq!(
+            invalid_fields(&format!(
+                "{}{kafka}[feedback]\ntopic = \"bad topic\"\n",
+                valid()
+            )),
+            ["feedback.topic"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_key = dir.path().join("k.pub");
+        std::fs::write(&not_a_key, "hello\n").unwrap();
+        let text = format!(
+            "{}{kafka}[feedback]\ntrusted_keys = [\"{}\"]\n",
+            valid(),
+            not_a_key.display()
+        );
+        assert_eq!(invalid_fields(&text), ["feedback.trusted_keys[0]"]);
+        assert!(error_of("[feedback]\nsecret = 1\n").contains("secret"));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | channel | capacity | when full |
 //! |---|---|---|
 //! | (1) ingest: frames | `pipeline.ingest_capacity` | `pipeline.ingest_when_full` ([`WhenFull`](crate::queue::WhenFull)): block or drop newest |
-//! | (2) analysis input: windows and model reloads | `pipeline.window_capacity` | block: the assembler waits (frames then queue in (1)) |
+//! | (2) analysis input: windows, model reloads, packages, commands | `pipeline.window_capacity` | block: the assembler (frames then queue in (1)) and the feedback consumer wait |
 //! | (3) window reports | `pipeline.window_capacity` | block: the analysis thread waits |
 //! | (4) records to the writer | `outbox.queue_capacity` | summaries and heartbeats dropped and counted, alerts wait up to 5 s ([`Reporter`](crate::report::Reporter)) |
 //!
@@ -273,6 +273,7 @@ pub async fn start(
         }
         None => (None, None),
     };
+    let commands = config.commands();
     let config = Arc::new(config);
     let mut tasks = Vec::new();
     let mut threads = Vec::new();
@@ -334,6 +335,8 @@ pub async fn start(
     let control = model
         .is_some()
         .then(|| ModelControl::new(window_tx.clone()));
+    // Commands from the feedback topic reach the analysis thread on the same channel.
+    let feedback_tx = commands.is_some().then(|| window_tx.clone());
     {
         let (c, h) = (config.assembler(), health.clone());
         tasks.push(tokio::spawn(async move {
@@ -350,7 +353,7 @@ pub async fn start(
                 .name("analysis".into())
                 .spawn(move || {
                     analyze::extract_features(
-                        &c, window_rx, report_tx, h, classifier, lifecycle, clock,
+                        &c, window_rx, report_tx, h, classifier, lifecycle, commands, clock,
                     )
                 })
                 .map_err(|error| StartError::Thread {
@@ -386,8 +389,40 @@ pub async fn start(
             }));
         }
     }
-    let (reporter, store, writer, forwarder) = start_outbox(&config, clock)?;
+    let (reporter, store, writer, forwarder, writer_tx) = start_outbox(&config, clock)?;
     threads.push(writer);
+    if let Some(tx) = feedback_tx
+        && let Some(kafka) = &config.kafka
+        && let Some(topic) = config.feedback_topic()
+        && let Some(cc) =
+            crate::analyze::feedback::consumer::consumer_config(kafka, &config.agent.id)
+    {
+        let trusted_keys = config
+            .commands()
+            .map(|c| c.trusted_keys)
+            .unwrap_or_default();
+        let consumer = crate::analyze::feedback::consumer::FeedbackConsumer {
+            config: cc,
+            topic,
+            agent_id: config.agent.id.clone(),
+            trusted_keys,
+            tx,
+            report: command_reporter(
+                crate::report::message::Origin::new(&config.agent.id, &config.config_hash),
+                writer_tx,
+                clock,
+            ),
+            unix_ms: Box::new(move || clock.unix_ms()),
+        };
+        threads.push(
+            crate::analyze::feedback::consumer::spawn(consumer, shutdown.clone()).map_err(
+                |error| StartError::Thread {
+                    what: "feedback consumer",
+                    error,
+                },
+            )?,
+        );
+    }
     let h = health.clone();
     let summary_ms = (config.outbox.summary_interval_s * 1000.0) as u64;
     let heartbeat_ms = (config.outbox.heartbeat_interval_s * 1000.0) as u64;
@@ -437,7 +472,44 @@ type OutboxParts = (
     Arc<dyn crate::outbox::Outbox>,
     std::thread::JoinHandle<()>,
     Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
+    crate::outbox::writer::WriterSender,
 );
+
+/// How long the feedback consumer waits for an outcome to be on disk before trying again.
+const DURABLE_WAIT: Duration = Duration::from_secs(10);
+
+/// Where the feedback consumer's outcomes go: an alert a shelve cleared, then the command's
+/// status, each on disk in the outbox before it returns true. (If the status cannot be stored
+/// after the alert was, both are sent again on the retry: the alert's clear twice.)
+fn command_reporter(
+    origin: crate::report::message::Origin,
+    writer: crate::outbox::writer::WriterSender,
+    clock: Clock,
+) -> crate::analyze::feedback::consumer::Report {
+    use crate::report::message;
+    Box::new(move |status, cleared| {
+        if let Some(alert) = cleared {
+            let rec = message::alert_record(
+                &origin,
+                &message::new_record_id(),
+                alert,
+                clock.unix_ms(),
+                None,
+                None,
+            );
+            if !writer.send_durable(rec, DURABLE_WAIT) {
+                return false;
+            }
+        }
+        let rec = message::command_status_record(
+            &origin,
+            &message::new_record_id(),
+            status,
+            clock.unix_ms(),
+        );
+        writer.send_durable(rec, DURABLE_WAIT)
+    })
+}
 
 /// Opens the outbox (moving an unreadable one aside), starts its writer thread and, with a
 /// `[kafka]` section, the forwarder.
@@ -511,11 +583,12 @@ fn start_outbox(config: &Config, clock: Clock) -> Result<OutboxParts, StartError
             crate::report::message::Origin::new(&config.agent.id, &config.config_hash),
             summary_ms,
             config.report.input_sample_per_interval,
-            tx,
+            tx.clone(),
         ),
         store,
         writer,
         forwarder,
+        tx,
     ))
 }
 

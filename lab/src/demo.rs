@@ -87,6 +87,7 @@ pub fn config_for(scenario: &Scenario, device: PathBuf, opts: &DemoOptions) -> C
         config_hash: edgewatch_agent::config::config_hash(
             format!("lab demo {}", scenario.name).as_bytes(),
         ),
+        feedback: Default::default(),
     }
 }
 

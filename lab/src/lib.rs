@@ -13,11 +13,14 @@
 //!   offline (`lab replay-features`; the cross-build check compares native and emulated runs).
 //! - [`model_tool`]: signing keys and model packages, and the lifecycle's Kafka topics
 //!   (`lab model keygen|package|sign|verify|publish|status`).
+//! - [`feedback_tool`]: operators' labels and signed commands on the feedback topic
+//!   (`lab feedback label|command`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod demo;
 pub mod eval;
+pub mod feedback_tool;
 pub mod model_tool;
 pub mod recordings;
 pub mod replay_features;

@@ -154,6 +154,12 @@ enum Cmd {
         #[command(subcommand)]
         command: edgewatch_lab::model_tool::ModelCmd,
     },
+    /// Feedback to the agents: operators' labels and signed commands (recommission, shelve)
+    /// on the feedback topic. Keys: `lab model keygen`.
+    Feedback {
+        #[command(subcommand)]
+        command: edgewatch_lab::feedback_tool::FeedbackCmd,
+    },
 }
 
 /// The model to evaluate with, loaded once (a bad model is refused, with its reason, before any
@@ -189,6 +195,7 @@ fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Model { command } => edgewatch_lab::model_tool::run(command),
+        Cmd::Feedback { command } => edgewatch_lab::feedback_tool::run(command),
         Cmd::Eval {
             data,
             out,

@@ -584,7 +584,7 @@ pub fn utc(ms: u64) -> String {
 }
 
 /// librdkafka settings: the brokers and the `KEY=VALUE` options.
-fn client_config(brokers: &str, options: &[String]) -> Result<rdkafka::ClientConfig> {
+pub(crate) fn client_config(brokers: &str, options: &[String]) -> Result<rdkafka::ClientConfig> {
     let mut c = rdkafka::ClientConfig::new();
     c.set("bootstrap.servers", brokers);
     for o in options {
@@ -596,6 +596,80 @@ fn client_config(brokers: &str, options: &[String]) -> Result<rdkafka::ClientCon
     Ok(c)
 }
 
+/// What [`create_topic_if_missing`] did.
+#[derive(Debug)]
+pub(crate) enum Created {
+    /// The topic was there.
+    Existed,
+    /// Created, as said.
+    As(String),
+    /// Created without compaction, which failed for the reason given.
+    WithoutCompaction(String),
+}
+
+/// Creates `topic` with `partitions` partitions unless it exists; `compact`: with
+/// `cleanup.policy=compact`, falling back to none when the broker refuses it.
+pub(crate) fn create_topic_if_missing(
+    rt: &tokio::runtime::Runtime,
+    config: &rdkafka::ClientConfig,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+    compact: bool,
+) -> Result<Created> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::error::RDKafkaErrorCode;
+    let timeout = Duration::from_secs(30);
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().context("creating the Kafka admin client")?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, timeout)
+        .context("reading the cluster's topics")?;
+    let exists = metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+    if exists {
+        return Ok(Created::Existed);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(timeout));
+    let create = |compact: bool| {
+        let mut t = NewTopic::new(
+            topic,
+            partitions,
+            TopicReplication::Fixed(replication_factor),
+        );
+        if compact {
+            t = t.set("cleanup.policy", "compact");
+        }
+        match rt.block_on(admin.create_topics([&t], &opts)) {
+            Ok(results) => match results.into_iter().next() {
+                Some(Ok(_)) | None => Ok(()),
+                Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(()),
+                Some(Err((_, code))) => Err(code.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let n = format!(
+        "{partitions} partition{}",
+        if partitions == 1 { "" } else { "s" }
+    );
+    if !compact {
+        create(false).map_err(|why| anyhow!("creating topic {topic}: {why}"))?;
+        return Ok(Created::As(n));
+    }
+    match create(true) {
+        Ok(()) => Ok(Created::As(format!("{n}, cleanup.policy=compact"))),
+        Err(why) => {
+            create(false).map_err(|why| anyhow!("creating topic {topic}: {why}"))?;
+            Ok(Created::WithoutCompaction(why))
+        }
+    }
+}
+
 /// Publishes the package in `path` on `topic` (keyed by its model version), creating the
 /// topic if missing; prints where it went.
 fn publish(
@@ -604,9 +678,6 @@ fn publish(
     topic: &str,
     replication_factor: i32,
 ) -> Result<()> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::error::RDKafkaErrorCode;
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -635,45 +706,14 @@ fn publish(
 
     // The topic, if missing: compacted (one package per model version is kept), one
     // partition (the agents read it whole, in order).
-    let admin: AdminClient<DefaultClientContext> =
-        config.create().context("creating the Kafka admin client")?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, timeout)
-        .context("reading the cluster's topics")?;
-    let exists = metadata
-        .topics()
-        .iter()
-        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-    if !exists {
-        let opts = AdminOptions::new().operation_timeout(Some(timeout));
-        let create = |compact: bool| {
-            let mut t = NewTopic::new(topic, 1, TopicReplication::Fixed(replication_factor));
-            if compact {
-                t = t.set("cleanup.policy", "compact");
-            }
-            let r = rt.block_on(admin.create_topics([&t], &opts));
-            match r {
-                Ok(results) => match results.into_iter().next() {
-                    Some(Ok(_)) | None => Ok(()),
-                    Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(()),
-                    Some(Err((_, code))) => Err(code.to_string()),
-                },
-                Err(e) => Err(e.to_string()),
-            }
-        };
-        match create(true) {
-            Ok(()) => eprintln!("created topic {topic} (1 partition, cleanup.policy=compact)"),
-            Err(why) => {
-                eprintln!(
-                    "warning: creating {topic} with cleanup.policy=compact failed ({why}); \
-                     creating it without: set the policy by hand, or old packages are deleted \
-                     by retention and agents that start later never see them"
-                );
-                create(false).map_err(|why| anyhow!("creating topic {topic}: {why}"))?;
-                eprintln!("created topic {topic} (1 partition)");
-            }
-        }
+    match create_topic_if_missing(&rt, config, topic, 1, replication_factor, true)? {
+        Created::Existed => {}
+        Created::As(how) => eprintln!("created topic {topic} ({how})"),
+        Created::WithoutCompaction(why) => eprintln!(
+            "warning: creating {topic} with cleanup.policy=compact failed ({why}); \
+             created it without: set the policy by hand, or old packages are deleted \
+             by retention and agents that start later never see them"
+        ),
     }
 
     let mut producer_config = config.clone();

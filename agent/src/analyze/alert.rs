@@ -544,6 +544,14 @@ struct AssetState {
     /// Agent clock: meaningless after a restart, so not kept.
     #[serde(skip)]
     quiet_until_ms: u64,
+    /// Shelved by an operator's command: windows are judged, but nothing is raised or
+    /// escalated. Not kept here: the feedback state (which knows until when) sets it at start.
+    #[serde(skip)]
+    shelved: bool,
+    /// The last window judged `(sensor, start µs, end µs)`: what a clear outside a window
+    /// (a shelve) names.
+    #[serde(default)]
+    last_window: Option<(u32, u64, u64)>,
 }
 
 /// Version of the stored alert state.
@@ -663,6 +671,45 @@ impl AlertEngine {
         self
     }
 
+    /// Shelves `asset` (an operator's command): from now on its windows raise and escalate
+    /// nothing until [`AlertEngine::unshelve`]. An active alert is cleared with `reason`; its
+    /// event is returned. The levels of the recent windows are forgotten.
+    pub fn shelve(&mut self, asset: &str, reason: &str, now_ms: u64) -> Option<AlertEvent> {
+        let state = self.assets.entry(asset.to_string()).or_default();
+        state.shelved = true;
+        state.recent.clear();
+        let done = state.active.take()?;
+        let (sensor_id, start_us, end_us) = state.last_window.unwrap_or_default();
+        let mut finding = done.finding;
+        finding.reason = format!("{reason}; last finding: {}", finding.reason);
+        let event = AlertEvent {
+            id: done.id,
+            asset: asset.to_string(),
+            transition: Transition::Cleared,
+            level: done.level,
+            at_ms: now_ms,
+            window_start_us: start_us,
+            window_end_us: end_us,
+            sensor_id,
+            finding,
+            inputs: Vec::new(),
+        };
+        self.save();
+        Some(event)
+    }
+
+    /// Ends a shelve: the asset's windows are judged as before from the next one.
+    pub fn unshelve(&mut self, asset: &str) {
+        if let Some(s) = self.assets.get_mut(asset) {
+            s.shelved = false;
+        }
+    }
+
+    /// Whether `asset` is shelved.
+    pub fn is_shelved(&self, asset: &str) -> bool {
+        self.assets.get(asset).is_some_and(|s| s.shelved)
+    }
+
     /// The active alert level of an asset.
     pub fn active_level(&self, asset: &str) -> Option<Level> {
         self.assets
@@ -745,6 +792,7 @@ impl AlertEngine {
     ) -> Option<AlertEvent> {
         let cfg = &self.cfg;
         let state = self.assets.entry(w.asset.to_string()).or_default();
+        state.last_window = Some((w.sensor_id, w.start_us, w.end_us));
         state.recent.push_back(level);
         while state.recent.len() > cfg.raise_window {
             state.recent.pop_front();
@@ -772,6 +820,7 @@ impl AlertEngine {
                 if abnormal >= cfg.raise_after
                     && now_ms >= state.quiet_until_ms
                     && level != Level::Normal
+                    && !state.shelved
                 {
                     let level = if critical >= cfg.raise_after {
                         Level::Critical
@@ -811,7 +860,7 @@ impl AlertEngine {
                 }
                 active.normal_streak = 0;
                 active.finding = finding.clone();
-                if active.level == Level::Warning && critical >= cfg.raise_after {
+                if active.level == Level::Warning && critical >= cfg.raise_after && !state.shelved {
                     active.level = Level::Critical;
                     return Some(event(
                         &active.id,
@@ -971,6 +1020,39 @@ mod tests {
         assert!(a.starts_with("gw-1-0000beef-pump-1-"), "{a}");
         assert_ne!(a, b, "the same asset and time in two starts");
         assert_eq!(id(""), format!("pump-1-{}", 2000), "no prefix: as before");
+    }
+
+    #[test]
+    fn a_shelve_clears_the_active_alert_and_holds_raises_and_escalations_until_it_ends() {
+        let mut e = AlertEngine::new(AlertConfig::default());
+        let raised = run(&mut e, &[W, W, W], 0);
+        assert_eq!(raised.len(), 1);
+        let cleared = e
+            .shelve(
+                "pump-1",
+                "shelved by j.doe until 2030-01-01T00:00:00.000Z",
+                5_000,
+            )
+            .expect("the active alert is cleared");
+        assert_eq!(cleared.transition, Transition::Cleared);
+        assert_eq!(cleared.id, raised[0].1.id, "the clear pairs with the raise");
+        assert!(cleared.finding.reason.starts_with("shelved by j.doe"));
+        assert_eq!(cleared.window_end_us, 3000, "the last window judged");
+        assert_eq!(e.active_level("pump-1"), None);
+        // Shelved: critical windows raise nothing, however many.
+        assert!(run(&mut e, &[C; 20], 10_000).is_empty());
+        assert!(
+            e.shelve("pump-1", "again", 40_000).is_none(),
+            "nothing to clear"
+        );
+        e.unshelve("pump-1");
+        assert!(!e.is_shelved("pump-1"));
+        // Judged as before: the fault still there raises at once (no cool-down: no clear of
+        // its own), critical.
+        let again = run(&mut e, &[C, C, C], 50_000);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].1.level, Level::Critical);
+        assert_ne!(again[0].1.id, raised[0].1.id);
     }
 
     #[test]

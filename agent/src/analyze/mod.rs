@@ -7,6 +7,7 @@
 //! - [`health`]: a sensor's health indicator over life, onset of degradation, remaining life.
 //! - [`diagnosis`]: the bearing part from the envelope line families, when the physics is sure.
 //! - [`alert`]: alert rules and the hysteresis engine.
+//! - [`feedback`]: operators' commands (recommission, shelve) from the feedback topic.
 //! - [`lifecycle`]: model packages, shadow, promotion and rollback (the models this thread owns).
 //! - [`scoring`]: joins model, baseline and rules for one window.
 //! - [`stage`]: the stage's driver: the analysis thread.
@@ -16,6 +17,7 @@ pub mod baseline;
 pub mod diagnosis;
 pub mod drift;
 pub mod features;
+pub mod feedback;
 pub mod health;
 pub mod lifecycle;
 pub mod model;

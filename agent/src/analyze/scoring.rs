@@ -378,6 +378,17 @@ impl Scorer {
         }
     }
 
+    /// Shelves `asset` (an operator's command): no alert is raised or escalated for it until
+    /// [`Scorer::unshelve`]; an active alert is cleared with `reason` (its event returned).
+    pub fn shelve(&mut self, asset: &str, reason: &str, now_ms: u64) -> Option<AlertEvent> {
+        self.alerts.shelve(asset, reason, now_ms)
+    }
+
+    /// Ends a shelve of `asset`.
+    pub fn unshelve(&mut self, asset: &str) {
+        self.alerts.unshelve(asset);
+    }
+
     /// Scores one window at agent time `now_ms`; returns the assessment and an alert event if
     /// the asset's alert changed.
     pub fn score(

@@ -94,7 +94,8 @@ pub struct AnalysisConfig {
     pub assets: Vec<AnalyzedAsset>,
 }
 
-/// What the analysis thread receives, in order: windows, and requests to replace the model.
+/// What the analysis thread receives, in order: windows, requests to replace the model, model
+/// packages and operators' commands.
 #[derive(Debug)]
 pub enum Input {
     /// A window to analyse.
@@ -115,6 +116,16 @@ pub enum Input {
         bytes: Vec<u8>,
         /// Where it came from (`kafka:<topic>/<partition>@<offset>`, `file:<path>`).
         source: String,
+    },
+    /// A verified command from the feedback topic: acted on between two windows; the reply
+    /// says what became of it.
+    Command {
+        /// The command's signed body.
+        command: crate::analyze::feedback::record::CommandBody,
+        /// Where it came from (`kafka:<topic>/<partition>@<offset>`).
+        source: String,
+        /// The outcome.
+        reply: tokio::sync::oneshot::Sender<crate::analyze::feedback::Acted>,
     },
 }
 
@@ -200,6 +211,7 @@ pub struct FeatureStage {
     extractors: HashMap<(usize, u64), FeatureExtractor>,
     window: WindowConfig,
     lifecycle: Option<crate::analyze::lifecycle::Driver>,
+    feedback: Option<crate::analyze::feedback::Commands>,
 }
 
 impl std::fmt::Debug for FeatureStage {
@@ -233,6 +245,53 @@ impl FeatureStage {
             extractors: HashMap::new(),
             window: config.window,
             lifecycle: None,
+            feedback: None,
+        }
+    }
+
+    /// Acts on commands from the feedback topic; its shelves in force at `now_unix_ms` are
+    /// put on the scorer.
+    pub fn with_feedback(
+        mut self,
+        cfg: crate::analyze::feedback::CommandsConfig,
+        now_unix_ms: u64,
+    ) -> Self {
+        self.feedback = Some(crate::analyze::feedback::Commands::start(
+            cfg,
+            &mut self.scorer,
+            now_unix_ms,
+        ));
+        self
+    }
+
+    /// A verified command from `source`, at wall clock `now_unix_ms` and agent clock `now_ms`.
+    pub fn command(
+        &mut self,
+        cmd: &crate::analyze::feedback::record::CommandBody,
+        source: &str,
+        now_unix_ms: u64,
+        now_ms: u64,
+    ) -> crate::analyze::feedback::Acted {
+        match &mut self.feedback {
+            Some(f) => f.act(cmd, source, &mut self.scorer, now_unix_ms, now_ms),
+            None => crate::analyze::feedback::Acted {
+                status: crate::analyze::feedback::CommandStatus::refused(
+                    &crate::analyze::feedback::record::Refusal::Malformed(
+                        "this agent takes no commands ([feedback] is off)".into(),
+                    ),
+                    Some(cmd),
+                    source,
+                    now_unix_ms,
+                ),
+                cleared: None,
+            },
+        }
+    }
+
+    /// Ends the shelves whose time has come at `now_unix_ms`.
+    pub fn poll_feedback(&mut self, now_unix_ms: u64) {
+        if let Some(f) = &mut self.feedback {
+            f.poll(&mut self.scorer, now_unix_ms);
         }
     }
 
@@ -414,11 +473,15 @@ pub fn extract_features(
     health: Arc<Health>,
     classifier: Option<Box<dyn Classify>>,
     lifecycle: Option<crate::analyze::lifecycle::Driver>,
+    feedback: Option<crate::analyze::feedback::CommandsConfig>,
     clock: Clock,
 ) {
     let mut stage = FeatureStage::new(config, classifier);
     if let Some(l) = lifecycle {
         stage = stage.with_lifecycle(l);
+    }
+    if let Some(f) = feedback {
+        stage = stage.with_feedback(f, clock.unix_ms());
     }
     while let Some(input) = rx.blocking_recv() {
         let w = match input {
@@ -436,7 +499,18 @@ pub fn extract_features(
                 stage.offer_package(&bytes, &source, clock.unix_ms());
                 continue;
             }
+            Input::Command {
+                command,
+                source,
+                reply,
+            } => {
+                let acted = stage.command(&command, &source, clock.unix_ms(), clock.now_ms());
+                // The consumer waits for it; gone only when the agent shuts down.
+                let _ = reply.send(acted);
+                continue;
+            }
         };
+        stage.poll_feedback(clock.unix_ms());
         // Scored or refused: either way the window has been handled.
         health.window_scored();
         metrics::gauge!("edgewatch_channel_depth", "channel" => "windows").set(rx.len() as f64);
@@ -498,6 +572,7 @@ mod tests {
                 report_tx,
                 Arc::new(Health::new(Clock::start())),
                 Some(Box::new(model)),
+                None,
                 None,
                 Clock::start(),
             )

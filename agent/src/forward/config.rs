@@ -82,6 +82,10 @@ pub struct KafkaConfig {
     /// Model lifecycle events topic (after the prefix).
     #[serde(default = "KafkaConfig::default_model_status_topic")]
     pub model_status_topic: String,
+    /// Command outcomes topic (after the prefix): what the agent did with each command from
+    /// the feedback topic.
+    #[serde(default = "KafkaConfig::default_command_status_topic")]
+    pub command_status_topic: String,
     /// The compacted topic model packages arrive on (after the prefix); empty: packages only
     /// from `[model] package_dir`.
     #[serde(default = "KafkaConfig::default_models_topic")]
@@ -161,6 +165,10 @@ impl KafkaConfig {
     pub fn default_model_status_topic() -> String {
         "model-status".into()
     }
+    /// `"command-status"`.
+    pub fn default_command_status_topic() -> String {
+        "command-status".into()
+    }
     /// `"models"`.
     pub fn default_models_topic() -> String {
         "models".into()
@@ -206,6 +214,7 @@ impl KafkaConfig {
             Kind::Summary => &self.summaries_topic,
             Kind::Health => &self.health_topic,
             Kind::ModelStatus => &self.model_status_topic,
+            Kind::CommandStatus => &self.command_status_topic,
         };
         format!("{}{}", self.topic_prefix, name)
     }
@@ -323,6 +332,7 @@ impl KafkaConfig {
             ("summaries_topic", &self.summaries_topic),
             ("health_topic", &self.health_topic),
             ("model_status_topic", &self.model_status_topic),
+            ("command_status_topic", &self.command_status_topic),
         ] {
             let full = format!("{}{}", self.topic_prefix, topic);
             if topic.is_empty() || !legal(&full) {

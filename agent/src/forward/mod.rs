@@ -185,6 +185,7 @@ struct Topics {
     summary: String,
     health: String,
     model_status: String,
+    command_status: String,
 }
 
 impl Topics {
@@ -194,6 +195,7 @@ impl Topics {
             Kind::Summary => &self.summary,
             Kind::Health => &self.health,
             Kind::ModelStatus => &self.model_status,
+            Kind::CommandStatus => &self.command_status,
         }
     }
 }
@@ -216,6 +218,7 @@ impl Kafka {
                 summary: cfg.topic(Kind::Summary),
                 health: cfg.topic(Kind::Health),
                 model_status: cfg.topic(Kind::ModelStatus),
+                command_status: cfg.topic(Kind::CommandStatus),
             },
             cfg: Arc::new(cfg),
             outbox,

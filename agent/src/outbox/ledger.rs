@@ -4,7 +4,8 @@
 //! cap, the depth metrics and the oldest age never need a scan of the database.
 //!
 //! Cap policy, when a new record of kind `K` does not fit under `max_bytes`: records are evicted
-//! in priority order — heartbeats first, then feature summaries, alerts last — oldest first
+//! in priority order — heartbeats first, then feature summaries, command statuses, model
+//! statuses, alerts last — oldest first
 //! within a kind, but only kinds of priority at most `K`'s: a summary never evicts an alert, a
 //! heartbeat never evicts a summary. If the record still does not fit, the new record itself
 //! is dropped. Every eviction and every refused record is a counted drop.
@@ -20,8 +21,9 @@ pub const fn priority(kind: Kind) -> u8 {
     match kind {
         Kind::Health => 0,
         Kind::Summary => 1,
-        Kind::ModelStatus => 2,
-        Kind::Alert => 3,
+        Kind::CommandStatus => 2,
+        Kind::ModelStatus => 3,
+        Kind::Alert => 4,
     }
 }
 
@@ -61,7 +63,7 @@ pub enum Admit {
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     entries: BTreeMap<Seq, Entry>,
-    by_kind: [BTreeSet<Seq>; 4],
+    by_kind: [BTreeSet<Seq>; Kind::EVICTION_ORDER.len()],
     depth: Depth,
 }
 
@@ -221,6 +223,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_command_status_evicts_summaries_but_never_a_model_status() {
+        let mut l = Ledger::default();
+        l.insert(0, entry(Kind::ModelStatus, 50));
+        l.insert(1, entry(Kind::Summary, 30));
+        assert_eq!(
+            l.admit(Kind::CommandStatus, 40, 100),
+            Admit::Store {
+                evict: vec![(1, Kind::Summary)]
+            }
+        );
+        assert_eq!(l.admit(Kind::CommandStatus, 60, 100), Admit::Refuse);
+        assert_eq!(
+            Kind::EVICTION_ORDER.map(priority),
+            [0, 1, 2, 3, 4],
+            "the eviction order is the priority order"
+        );
+    }
+
     proptest! {
         /// Random appends and deletes against the policy: the cap always holds, evictions never
         /// take a kind of higher priority than the newcomer, alerts are refused only when the
@@ -228,13 +249,19 @@ mod tests {
         /// the sum of the entries.
         #[test]
         fn the_cap_and_the_priorities_always_hold(
-            ops in proptest::collection::vec((0u8..4, 1u64..60), 1..300),
+            ops in proptest::collection::vec((0u8..6, 1u64..60), 1..300),
         ) {
             let max = 200;
             let mut l = Ledger::default();
             let mut next = 0;
             for (op, size) in ops {
-                let kind = match op { 0 => Kind::Alert, 1 => Kind::Summary, 2 => Kind::Health, _ => {
+                let kind = match op {
+                    0 => Kind::Alert,
+                    1 => Kind::Summary,
+                    2 => Kind::Health,
+                    3 => Kind::ModelStatus,
+                    4 => Kind::CommandStatus,
+                    _ => {
                     if let Some(&seq) = l.entries.keys().next() { l.remove(seq); }
                     continue;
                 }};

@@ -110,7 +110,8 @@ fn kind() -> impl Strategy<Value = Kind> {
         Just(Kind::Alert),
         Just(Kind::Summary),
         Just(Kind::Health),
-        Just(Kind::ModelStatus)
+        Just(Kind::ModelStatus),
+        Just(Kind::CommandStatus)
     ]
 }
 
@@ -187,7 +188,7 @@ struct Observed {
     next_seq: Seq,
     depth: Depth,
     /// `count` in [`Kind::EVICTION_ORDER`].
-    counts: [usize; 4],
+    counts: [usize; Kind::EVICTION_ORDER.len()],
     oldest_created_unix_ms: Option<u64>,
     dirty: bool,
     durable: Held,

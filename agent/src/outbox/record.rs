@@ -3,7 +3,7 @@
 //! ```text
 //! struct Record {            // all integers big-endian
 //!     version: u8,           // 1: payload stored as is; 2: payload compressed (below)
-//!     kind: u8,              // 0 alert, 1 summary, 2 health, 3 model status
+//!     kind: u8,              // 0 alert, 1 summary, 2 health, 3 model status, 4 command status
 //!     created_unix_ms: u64,  // wall clock when the record was made (oldest-age metric)
 //!     key_len: u16,
 //!     key: [u8; key_len],    // the Kafka key (asset id; agent id for health), UTF-8
@@ -52,12 +52,19 @@ pub enum Kind {
     Health,
     /// A model lifecycle event (package received, refused, shadow, promoted, rolled back).
     ModelStatus,
+    /// The outcome of a command from the feedback topic (applied, duplicate, refused).
+    CommandStatus,
 }
 
 impl Kind {
     /// Every kind, in the order the cap evicts them (first evicted first).
-    pub const EVICTION_ORDER: [Kind; 4] =
-        [Kind::Health, Kind::Summary, Kind::ModelStatus, Kind::Alert];
+    pub const EVICTION_ORDER: [Kind; 5] = [
+        Kind::Health,
+        Kind::Summary,
+        Kind::CommandStatus,
+        Kind::ModelStatus,
+        Kind::Alert,
+    ];
 
     /// Label for metrics and logs.
     pub const fn as_str(self) -> &'static str {
@@ -66,6 +73,7 @@ impl Kind {
             Kind::Summary => "summary",
             Kind::Health => "health",
             Kind::ModelStatus => "model_status",
+            Kind::CommandStatus => "command_status",
         }
     }
 
@@ -75,6 +83,7 @@ impl Kind {
             Kind::Summary => 1,
             Kind::Health => 2,
             Kind::ModelStatus => 3,
+            Kind::CommandStatus => 4,
         }
     }
 
@@ -84,6 +93,7 @@ impl Kind {
             1 => Some(Kind::Summary),
             2 => Some(Kind::Health),
             3 => Some(Kind::ModelStatus),
+            4 => Some(Kind::CommandStatus),
             _ => None,
         }
     }

@@ -645,3 +645,211 @@ fn schemas_evolve_by_the_written_rule() {
         assert!(!current.is_valid(&as_v1), "{topic}");
     }
 }
+
+/// A command-status record of every kind the agent makes, through the code that makes them:
+/// applied (each action, a shelve clearing an alert), duplicate, and each refusal, before
+/// (triage) and in (the analysis thread) acting.
+fn command_statuses() -> Vec<crate::analyze::feedback::CommandStatus> {
+    use crate::analyze::feedback::record::{self, Action, CommandBody, CommandRecord, Triage};
+    use crate::analyze::feedback::{CommandStatus, Commands, CommandsConfig};
+    use crate::analyze::lifecycle::package::generate_key;
+    let key = generate_key();
+    let stranger = generate_key();
+    let trusted = [key.verifying_key()];
+    let mut scorer = crate::analyze::scoring::Scorer::new(
+        None,
+        crate::analyze::baseline::BaselineConfig::default(),
+        crate::analyze::alert::AlertConfig::default(),
+        None,
+    );
+    let mut commands = Commands::start(
+        CommandsConfig {
+            agent_id: "gw-1".into(),
+            trusted_keys: trusted.to_vec(),
+            assets: vec!["pump-1".into()],
+            state_dir: None,
+        },
+        &mut scorer,
+        0,
+    );
+    let body = |id: u128, action, asset: &str, until| CommandBody {
+        command_id: format!("{id:032x}"),
+        agent_id: "gw-1".into(),
+        asset_id: asset.into(),
+        action,
+        shelve_until_unix_ms: until,
+        issued_by: "j.doe".into(),
+        created_unix_ms: 1,
+    };
+    let mut out = Vec::new();
+    let mut act = |b: &CommandBody, out: &mut Vec<CommandStatus>| {
+        out.push(
+            commands
+                .act(b, "kafka:edgewatch.feedback/0@7", &mut scorer, 1_000, 5)
+                .status,
+        );
+    };
+    let recommission = body(1, Action::Recommission, "pump-1", None);
+    act(&recommission, &mut out);
+    act(&recommission, &mut out);
+    act(&body(2, Action::Shelve, "pump-1", Some(90_000)), &mut out);
+    act(&body(3, Action::Shelve, "pump-1", Some(10)), &mut out);
+    act(&body(4, Action::Recommission, "press-9", None), &mut out);
+    let signed = |b: &CommandBody, k: Option<&ed25519_dalek::SigningKey>| {
+        let mut r = CommandRecord::new(b);
+        if let Some(k) = k {
+            r.sign(k).unwrap();
+        }
+        r.to_bytes()
+    };
+    let mut altered: CommandRecord =
+        serde_json::from_slice(&signed(&recommission, Some(&key))).unwrap();
+    altered.body = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .encode(body(1, Action::Shelve, "pump-1", Some(5)).to_bytes())
+    };
+    for bytes in [
+        b"\x00garbage".to_vec(),
+        signed(&recommission, None),
+        signed(&recommission, Some(&stranger)),
+        altered.to_bytes(),
+    ] {
+        match record::triage(&bytes, "gw-1", &trusted) {
+            Triage::Refused { refusal, body } => out.push(CommandStatus::refused(
+                &refusal,
+                body.as_ref(),
+                "kafka:edgewatch.feedback/2@0",
+                9,
+            )),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+    out
+}
+
+#[test]
+fn every_kind_of_command_status_matches_the_command_status_schema() {
+    let statuses = command_statuses();
+    let results: Vec<(&str, Option<&str>)> = statuses
+        .iter()
+        .map(|s| (s.result.as_str(), s.reason))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("applied", None),
+            ("duplicate", None),
+            ("applied", None),
+            ("refused", Some("expired")),
+            ("refused", Some("unknown_asset")),
+            ("refused", Some("malformed")),
+            ("refused", Some("unsigned")),
+            ("refused", Some("untrusted_key")),
+            ("refused", Some("bad_signature")),
+        ]
+    );
+    for s in &statuses {
+        let rec = message::command_status_record(&origin(), &message::new_record_id(), s, 5);
+        assert_eq!(rec.kind, crate::outbox::Kind::CommandStatus);
+        assert_eq!(rec.key, "gw-1");
+        assert_valid("edgewatch.command-status", &rec.payload);
+        let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap();
+        assert_eq!(v["type"], "command_status");
+    }
+    // The schema holds a refusal to its reason, and an applied command to its id.
+    let mut v: serde_json::Value = serde_json::from_slice(
+        &message::command_status_record(&origin(), &message::new_record_id(), &statuses[5], 5)
+            .payload,
+    )
+    .unwrap();
+    assert_eq!(v["command_id"], serde_json::Value::Null);
+    v["reason"] = serde_json::Value::Null;
+    assert!(!validator("edgewatch.command-status").is_valid(&v));
+    let mut v: serde_json::Value = serde_json::from_slice(
+        &message::command_status_record(&origin(), &message::new_record_id(), &statuses[0], 5)
+            .payload,
+    )
+    .unwrap();
+    v["command_id"] = serde_json::Value::Null;
+    assert!(!validator("edgewatch.command-status").is_valid(&v));
+}
+
+#[test]
+fn feedback_records_the_lab_writes_match_the_feedback_schema() {
+    use crate::analyze::feedback::record::{
+        Action, CommandBody, CommandRecord, Label, LabelKind, new_id,
+    };
+    let label = |l: LabelKind| Label {
+        schema_version: 1,
+        kind: "label".into(),
+        feedback_id: new_id(),
+        created_unix_ms: 1,
+        operator: "j.doe".into(),
+        asset_id: "pump-1".into(),
+        agent_id: Some("gw-1".into()),
+        label: l,
+        note: None,
+    };
+    for l in [
+        LabelKind::AlertConfirmed {
+            alert_id: "a".into(),
+            fault: "outer".into(),
+        },
+        LabelKind::AlertRejected {
+            alert_id: "a".into(),
+        },
+        LabelKind::Maintenance {
+            at_unix_ms: 5,
+            action: "bearing replaced".into(),
+        },
+        LabelKind::AssetState {
+            from_unix_ms: 1,
+            to_unix_ms: 2,
+            state: "inner".into(),
+        },
+    ] {
+        assert_valid(
+            "edgewatch.feedback",
+            &serde_json::to_vec(&label(l)).unwrap(),
+        );
+    }
+    let mut v = serde_json::to_value(label(LabelKind::AlertRejected {
+        alert_id: "a".into(),
+    }))
+    .unwrap();
+    v.as_object_mut().unwrap().remove("alert_id");
+    assert!(!validator("edgewatch.feedback").is_valid(&v));
+    let body = CommandBody {
+        command_id: new_id(),
+        agent_id: "gw-1".into(),
+        asset_id: "pump-1".into(),
+        action: Action::Shelve,
+        shelve_until_unix_ms: Some(9),
+        issued_by: "j.doe".into(),
+        created_unix_ms: 1,
+    };
+    let mut record = CommandRecord::new(&body);
+    record
+        .sign(&crate::analyze::lifecycle::package::generate_key())
+        .unwrap();
+    assert_valid("edgewatch.feedback", &record.to_bytes());
+    // The body, against its own definition.
+    let path = format!(
+        "{}/../schemas/edgewatch.feedback.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut body_schema = schema["$defs"]["command_body"].clone();
+    body_schema["$defs"] = schema["$defs"].clone();
+    let validator = jsonschema::validator_for(&body_schema).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap();
+    assert!(validator.is_valid(&v), "{v}");
+    let mut no_end = v.clone();
+    no_end
+        .as_object_mut()
+        .unwrap()
+        .remove("shelve_until_unix_ms");
+    assert!(!validator.is_valid(&no_end));
+}

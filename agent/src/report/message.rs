@@ -285,6 +285,45 @@ pub fn model_status_record(
     }
 }
 
+/// The record of what became of a command or a refused record of the feedback topic (key:
+/// the agent id, so one agent's outcomes stay in order).
+pub fn command_status_record(
+    origin: &Origin,
+    record_id: &str,
+    s: &crate::analyze::feedback::CommandStatus,
+    created_unix_ms: u64,
+) -> Record {
+    #[derive(Serialize)]
+    struct StatusMessage<'a> {
+        #[serde(flatten)]
+        envelope: Envelope<'a>,
+        #[serde(flatten)]
+        status: &'a crate::analyze::feedback::CommandStatus,
+    }
+    let msg = StatusMessage {
+        envelope: Envelope {
+            schema_version: SCHEMA_VERSION,
+            kind: Kind::CommandStatus,
+            record_id,
+            agent_id: &origin.agent_id,
+            asset_id: s.asset_id.as_deref(),
+            sensor_id: None,
+            window_start_us: None,
+            window_end_us: None,
+            model_version: None,
+            created_unix_ms,
+            lineage: origin.lineage(None, None),
+        },
+        status: s,
+    };
+    Record {
+        kind: Kind::CommandStatus,
+        created_unix_ms,
+        key: origin.agent_id.clone(),
+        payload: serde_json::to_vec(&msg).expect("command status messages serialize"),
+    }
+}
+
 /// A fresh random record id (128 bits, hex).
 pub fn new_record_id() -> String {
     format!("{:032x}", rand::random::<u128>())

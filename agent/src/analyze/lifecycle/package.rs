@@ -451,14 +451,7 @@ impl Envelope {
     /// Adds `key`'s signature over the body (replacing an earlier one by the same key).
     pub fn sign(&mut self, key: &SigningKey) -> Result<(), Refusal> {
         let body = self.body_bytes()?;
-        let public = key.verifying_key();
-        let id = key_id(&public);
-        self.signatures.retain(|s| s.key_id != id);
-        self.signatures.push(SignatureEntry {
-            key_id: id,
-            public_key: B64.encode(public.as_bytes()),
-            signature: B64.encode(key.sign(&body).to_bytes()),
-        });
+        add_signature(&mut self.signatures, key, &body);
         Ok(())
     }
 
@@ -470,17 +463,68 @@ impl Envelope {
     }
 }
 
-/// Checks a package's size, shape and signature: it must carry a valid signature by one of
-/// `trusted`. Signatures by other keys are ignored when a trusted one is valid.
-pub fn verify(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<Verified, Refusal> {
-    let envelope = Envelope::parse(bytes)?;
-    let body_bytes = envelope.body_bytes()?;
-    if envelope.signatures.is_empty() {
-        return Err(Refusal::Unsigned);
+/// Why signed bytes are not accepted: the signature part of a [`Refusal`], shared by every
+/// signed artefact (model packages, feedback commands).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// No signature at all.
+    #[error("not signed")]
+    Unsigned,
+    /// Signed, but by no trusted key (the key ids it names).
+    #[error("signed by {0}, which is not a trusted key")]
+    UntrustedKey(String),
+    /// A trusted key's signature does not match the bytes: changed after signing.
+    #[error("the signature of trusted key {0} does not match: the signed bytes were altered")]
+    BadSignature(String),
+}
+
+impl SignatureError {
+    /// Short code for metrics and status records.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unsigned => "unsigned",
+            Self::UntrustedKey(_) => "untrusted_key",
+            Self::BadSignature(_) => "bad_signature",
+        }
+    }
+}
+
+impl From<SignatureError> for Refusal {
+    fn from(e: SignatureError) -> Self {
+        match e {
+            SignatureError::Unsigned => Self::Unsigned,
+            SignatureError::UntrustedKey(k) => Self::UntrustedKey(k),
+            SignatureError::BadSignature(k) => Self::BadSignature(k),
+        }
+    }
+}
+
+/// Adds `key`'s Ed25519 signature over `signed` to `signatures`, replacing an earlier one by
+/// the same key.
+pub fn add_signature(signatures: &mut Vec<SignatureEntry>, key: &SigningKey, signed: &[u8]) {
+    let public = key.verifying_key();
+    let id = key_id(&public);
+    signatures.retain(|s| s.key_id != id);
+    signatures.push(SignatureEntry {
+        key_id: id,
+        public_key: B64.encode(public.as_bytes()),
+        signature: B64.encode(key.sign(signed).to_bytes()),
+    });
+}
+
+/// Checks that `signatures` hold a valid Ed25519 signature over `signed` by one of `trusted`;
+/// returns that key's id. Signatures by other keys are ignored when a trusted one is valid; a
+/// trusted key's signature that does not match refuses the bytes at once.
+pub fn verify_signatures(
+    signed: &[u8],
+    signatures: &[SignatureEntry],
+    trusted: &[VerifyingKey],
+) -> Result<String, SignatureError> {
+    if signatures.is_empty() {
+        return Err(SignatureError::Unsigned);
     }
     let mut untrusted = Vec::new();
-    let mut signer = None;
-    for s in &envelope.signatures {
+    for s in signatures {
         let key = B64
             .decode(&s.public_key)
             .ok()
@@ -495,17 +539,20 @@ pub fn verify(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<Verified, Refusa
             .decode(&s.signature)
             .ok()
             .and_then(|b| Signature::from_slice(&b).ok());
-        match signature {
-            Some(sig) if key.verify(&body_bytes, &sig).is_ok() => {
-                signer = Some(id);
-                break;
-            }
-            _ => return Err(Refusal::BadSignature(id)),
-        }
+        return match signature {
+            Some(sig) if key.verify(signed, &sig).is_ok() => Ok(id),
+            _ => Err(SignatureError::BadSignature(id)),
+        };
     }
-    let Some(key_id) = signer else {
-        return Err(Refusal::UntrustedKey(untrusted.join(", ")));
-    };
+    Err(SignatureError::UntrustedKey(untrusted.join(", ")))
+}
+
+/// Checks a package's size, shape and signature: it must carry a valid signature by one of
+/// `trusted`. Signatures by other keys are ignored when a trusted one is valid.
+pub fn verify(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<Verified, Refusal> {
+    let envelope = Envelope::parse(bytes)?;
+    let body_bytes = envelope.body_bytes()?;
+    let key_id = verify_signatures(&body_bytes, &envelope.signatures, trusted)?;
     let body: Body = serde_json::from_slice(&body_bytes)
         .map_err(|e| Refusal::Malformed(format!("body: {e}")))?;
     let manifest: Manifest = serde_json::from_value(body.manifest.clone())
