@@ -715,3 +715,30 @@ impl Tansu {
         std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
     }
 }
+
+/// Every message of partition 0 of `topic` on `bootstrap` so far, in order, as JSON: read from
+/// the beginning (no committed offsets) until nothing new has come for 1.5 s.
+pub fn topic_messages(bootstrap: &str, topic: &str) -> Vec<serde_json::Value> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "edgewatch-tests-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("kafka consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut idle = Instant::now();
+    while idle.elapsed() < Duration::from_millis(1500) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON"));
+            idle = Instant::now();
+        }
+    }
+    out
+}

@@ -10,11 +10,9 @@
 //!
 //! The figures it prints (classes before and after, times) are the ones docs/model.md quotes.
 
-use edgewatch_tests::{Agent, Mosquitto, Proc, Tansu, metric, sim_mqtt_command, workspace_bin};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use edgewatch_tests::{
+    Agent, Mosquitto, Proc, Tansu, metric, sim_mqtt_command, topic_messages, workspace_bin,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -86,31 +84,8 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Every message of `topic` so far, in order.
-fn messages(bootstrap: &str, topic: &str) -> Vec<serde_json::Value> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "feedback-loop-test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let mut idle = Instant::now();
-    while idle.elapsed() < Duration::from_millis(1500) {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.push(serde_json::from_slice(m.payload().unwrap_or_default()).unwrap());
-            idle = Instant::now();
-        }
-    }
-    out
-}
-
 fn alerts_of(bootstrap: &str, asset: &str) -> Vec<serde_json::Value> {
-    messages(bootstrap, "edgewatch.alerts")
+    topic_messages(bootstrap, "edgewatch.alerts")
         .into_iter()
         .filter(|a| a["asset_id"] == asset)
         .collect()
@@ -139,44 +114,6 @@ fn wait_alert(
     }
 }
 
-fn produce(bootstrap: &str, topic: &str, key: &str, payload: &serde_json::Value) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    producer
-        .send(
-            BaseRecord::to(topic)
-                .key(key)
-                .payload(&serde_json::to_vec(payload).unwrap()),
-        )
-        .map_err(|(e, _)| e)
-        .unwrap();
-    producer.flush(Duration::from_secs(10)).unwrap();
-}
-
-fn label(fields: serde_json::Value) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "schema_version": 1,
-        "type": "label",
-        "feedback_id": format!("{:032x}", rand_id()),
-        "created_unix_ms": now_ms(),
-        "operator": "loop-test",
-        "agent_id": "gw-loop",
-    });
-    v.as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().unwrap().clone());
-    v
-}
-
-fn rand_id() -> u128 {
-    // Unique enough for a test: time and a counter.
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    (u128::from(now_ms()) << 32) | u128::from(N.fetch_add(1, Ordering::Relaxed))
-}
-
 /// Windows of `asset`'s model calls per class by `version`, from the agent's metrics. The
 /// classified counter is per model and class, not per asset: each asset's sensor is the only
 /// one of its kind here, so the test reads the summaries instead.
@@ -186,7 +123,7 @@ fn class_counts(
     version: &str,
 ) -> std::collections::BTreeMap<String, u64> {
     let mut out = std::collections::BTreeMap::new();
-    for s in messages(bootstrap, "edgewatch.summaries") {
+    for s in topic_messages(bootstrap, "edgewatch.summaries") {
         if s["asset_id"] != asset || s["model_versions"] != serde_json::json!([version]) {
             continue;
         }
@@ -275,17 +212,53 @@ fn operator_feedback_retrains_the_model_and_the_false_alerts_stop() {
     // The operators' word, on the feedback topic: the fan's alert was a false alarm and the fan
     // was normal all along (labelled per quarter of the minute, as a technician labels
     // shifts); the pump's alert was right.
-    let mut labels = vec![
-        label(serde_json::json!({
-            "asset_id": "fan-2blade", "label": "alert_rejected",
-            "alert_id": fan_raised["alert_id"], "note": "two-blade fan: 2x is blade pass",
-        })),
-        label(serde_json::json!({
-            "asset_id": "pump-misaligned", "label": "alert_confirmed",
-            "alert_id": pump_raised["alert_id"], "fault": "misalignment",
-            "note": "coupling offset 0.4 mm",
-        })),
-    ];
+    // Published with the tool operators use, `lab feedback label`.
+    let label = |args: &[&str]| {
+        let out = Command::new(workspace_bin("lab"))
+            .args([
+                "feedback",
+                "label",
+                "--operator",
+                "loop-test",
+                "--agent-id",
+                "gw-loop",
+            ])
+            .args(["--brokers", &b])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "lab feedback label {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut labels = 0;
+    let fan_alert = fan_raised["alert_id"].as_str().unwrap();
+    let pump_alert = pump_raised["alert_id"].as_str().unwrap();
+    label(&[
+        "--label",
+        "alert-rejected",
+        "--asset-id",
+        "fan-2blade",
+        "--alert-id",
+        fan_alert,
+        "--note",
+        "two-blade fan: 2x is blade pass",
+    ]);
+    label(&[
+        "--label",
+        "alert-confirmed",
+        "--asset-id",
+        "pump-misaligned",
+        "--alert-id",
+        pump_alert,
+        "--fault",
+        "misalignment",
+        "--note",
+        "coupling offset 0.4 mm",
+    ]);
+    labels += 2;
     let span = (labelled_to_ms - labelled_from_ms) / 4;
     for k in 0..4 {
         let (from, to) = (
@@ -296,14 +269,20 @@ fn operator_feedback_retrains_the_model_and_the_false_alerts_stop() {
             ("fan-2blade", "normal"),
             ("pump-misaligned", "misalignment"),
         ] {
-            labels.push(label(serde_json::json!({
-                "asset_id": asset, "label": "asset_state", "state": state,
-                "from_unix_ms": from, "to_unix_ms": to,
-            })));
+            label(&[
+                "--label",
+                "asset-state",
+                "--asset-id",
+                asset,
+                "--state",
+                state,
+                "--from-unix-ms",
+                &from.to_string(),
+                "--to-unix-ms",
+                &to.to_string(),
+            ]);
+            labels += 1;
         }
-    }
-    for l in &labels {
-        produce(&b, "edgewatch.feedback", l["asset_id"].as_str().unwrap(), l);
     }
 
     // The central side: land, build the training set, retrain, gate, sign, publish.
@@ -431,7 +410,7 @@ fn operator_feedback_retrains_the_model_and_the_false_alerts_stop() {
     // What the optional input sample costs: the fan's summaries with their 20-window sample,
     // against the same records without it.
     let (mut with, mut without, mut n, mut records) = (0usize, 0usize, 0usize, 0usize);
-    for mut summary in messages(&b, "edgewatch.summaries") {
+    for mut summary in topic_messages(&b, "edgewatch.summaries") {
         if summary["asset_id"] != "fan-2blade" || summary.get("input_sample").is_none() {
             continue;
         }
@@ -469,6 +448,6 @@ fn operator_feedback_retrains_the_model_and_the_false_alerts_stop() {
         "--csv",
         "select count(*) as n from feedback",
     ]);
-    assert!(q.contains(&labels.len().to_string()), "{q}");
+    assert!(q.contains(&labels.to_string()), "{q}");
     assert!(py.exists());
 }

@@ -9,11 +9,9 @@
 use edgewatch_agent::analyze::lifecycle::package::{
     self, Envelope, Lineage, PackageInput, Targets, generate_key, public_key_text,
 };
-use edgewatch_tests::{Agent, Mosquitto, Proc, Tansu, metric, sim_mqtt_command};
+use edgewatch_tests::{Agent, Mosquitto, Proc, Tansu, metric, sim_mqtt_command, topic_messages};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -128,30 +126,7 @@ fn publish(bootstrap: &str, key: &str, bytes: &[u8]) -> Instant {
 
 /// Every model-status event so far, in order.
 fn status_events(bootstrap: &str) -> Vec<serde_json::Value> {
-    messages(bootstrap, "edgewatch.model-status")
-}
-
-/// Every message of `topic` so far, in order.
-fn messages(bootstrap: &str, topic: &str) -> Vec<serde_json::Value> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "lifecycle-test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let mut idle = Instant::now();
-    while idle.elapsed() < Duration::from_millis(1500) {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.push(serde_json::from_slice(m.payload().unwrap_or_default()).unwrap());
-            idle = Instant::now();
-        }
-    }
-    out
+    topic_messages(bootstrap, "edgewatch.model-status")
 }
 
 /// `(agent, event, model version, extra)` of each status event.
@@ -316,7 +291,7 @@ fn a_signed_package_over_kafka_is_shadowed_and_promoted_without_a_restart_or_a_l
         0
     );
     // The summary whose interval spans the switch says so.
-    let summaries = messages(&tansu.bootstrap(), "edgewatch.summaries");
+    let summaries = topic_messages(&tansu.bootstrap(), "edgewatch.summaries");
     assert!(
         summaries.iter().any(|s| s["model_versions"]
             == serde_json::json!(["edgewatch-classifier-4", "edgewatch-classifier-4-r2"])),

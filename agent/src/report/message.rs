@@ -101,6 +101,33 @@ pub struct Envelope<'a> {
     pub lineage: Lineage<'a>,
 }
 
+impl<'a> Envelope<'a> {
+    /// The envelope of a record about the agent rather than a window (heartbeats, model and
+    /// command status): no sensor, no window times, no baseline or source.
+    fn agent(
+        origin: &'a Origin,
+        kind: Kind,
+        record_id: &'a str,
+        asset_id: Option<&'a str>,
+        model_version: Option<&'a str>,
+        created_unix_ms: u64,
+    ) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            kind,
+            record_id,
+            agent_id: &origin.agent_id,
+            asset_id,
+            sensor_id: None,
+            window_start_us: None,
+            window_end_us: None,
+            model_version,
+            created_unix_ms,
+            lineage: origin.lineage(None, None),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct AlertMessage<'a> {
     #[serde(flatten)]
@@ -223,19 +250,7 @@ pub fn health_record(
         heartbeat: &'a Heartbeat,
     }
     let msg = HealthMessage {
-        envelope: Envelope {
-            schema_version: SCHEMA_VERSION,
-            kind: Kind::Health,
-            record_id,
-            agent_id: &origin.agent_id,
-            asset_id: None,
-            sensor_id: None,
-            window_start_us: None,
-            window_end_us: None,
-            model_version: None,
-            created_unix_ms,
-            lineage: origin.lineage(None, None),
-        },
+        envelope: Envelope::agent(origin, Kind::Health, record_id, None, None, created_unix_ms),
         heartbeat: h,
     };
     Record {
@@ -262,19 +277,14 @@ pub fn model_status_record(
         event: &'a crate::analyze::lifecycle::Event,
     }
     let msg = StatusMessage {
-        envelope: Envelope {
-            schema_version: SCHEMA_VERSION,
-            kind: Kind::ModelStatus,
+        envelope: Envelope::agent(
+            origin,
+            Kind::ModelStatus,
             record_id,
-            agent_id: &origin.agent_id,
-            asset_id: None,
-            sensor_id: None,
-            window_start_us: None,
-            window_end_us: None,
-            model_version: Some(&e.active.version),
+            None,
+            Some(&e.active.version),
             created_unix_ms,
-            lineage: origin.lineage(None, None),
-        },
+        ),
         event: e,
     };
     Record {
@@ -301,19 +311,14 @@ pub fn command_status_record(
         status: &'a crate::analyze::feedback::CommandStatus,
     }
     let msg = StatusMessage {
-        envelope: Envelope {
-            schema_version: SCHEMA_VERSION,
-            kind: Kind::CommandStatus,
+        envelope: Envelope::agent(
+            origin,
+            Kind::CommandStatus,
             record_id,
-            agent_id: &origin.agent_id,
-            asset_id: s.asset_id.as_deref(),
-            sensor_id: None,
-            window_start_us: None,
-            window_end_us: None,
-            model_version: None,
+            s.asset_id.as_deref(),
+            None,
             created_unix_ms,
-            lineage: origin.lineage(None, None),
-        },
+        ),
         status: s,
     };
     Record {
