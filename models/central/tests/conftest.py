@@ -8,19 +8,14 @@ from edgewatch_central.repo import SCHEMAS
 
 from helpers import Tansu
 
-STAND_INS = Path(__file__).parent / "stand-in-schemas"
-
-
 @pytest.fixture(scope="session")
 def schemas_dir(tmp_path_factory) -> Path:
-    """The repository's schemas/ (current and frozen versions), with a stand-in from
-    stand-in-schemas/ for each topic the repository has no schema for yet."""
+    """A copy of the repository's schemas/ (current and frozen versions); every topic the
+    lander reads has one."""
     d = tmp_path_factory.mktemp("schemas")
     shutil.copytree(SCHEMAS, d, dirs_exist_ok=True)
     for topic in TOPICS:
-        name = f"edgewatch.{topic}.json"
-        if not (d / name).exists():
-            shutil.copy(STAND_INS / name, d / name)
+        assert (d / f"edgewatch.{topic}.json").exists(), f"schemas/ lacks edgewatch.{topic}.json"
     return d
 
 

@@ -96,7 +96,10 @@ def model_status(agent="gw-1", created=T0_MS) -> dict:
 
 def command_status(command_id: str, agent="gw-1", asset="pump-1", created=T0_MS) -> dict:
     rec = _envelope("command_status", 2, asset, agent, created, sensor=None, start_us=None, end_us=None)
-    rec.update({"command_id": command_id, "action": "shelve", "result": "applied",
+    rec.update({"command_id": command_id, "action": "shelve", "result": "applied", "reason": None,
+                "detail": "alerts shelved until the given time", "source": "kafka:edgewatch.feedback/0@7",
+                "issued_by": "j.doe", "shelve_until_unix_ms": created + 3_600_000, "at_unix_ms": created,
+                "model_version": None,
                 "lineage": lineage(baseline_learned_us=None, source=None)})
     return rec
 
