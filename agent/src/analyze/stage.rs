@@ -270,7 +270,21 @@ impl FeatureStage {
         now_ms: u64,
     ) -> crate::analyze::feedback::Acted {
         match &mut self.feedback {
-            Some(f) => f.act(cmd, source, &mut self.scorer, now_unix_ms, now_ms),
+            Some(f) => {
+                let acted = f.act(cmd, source, &mut self.scorer, now_unix_ms, now_ms);
+                if let Some(a) = &acted.cleared {
+                    AlertTransition {
+                        id: &a.id,
+                        asset: &a.asset,
+                        transition: "cleared",
+                        level: &a.level,
+                        kind: &a.finding.kind,
+                        reason: &a.finding.reason,
+                    }
+                    .emit();
+                }
+                acted
+            }
             None => crate::analyze::feedback::Acted {
                 status: crate::analyze::feedback::CommandStatus::refused(
                     &crate::analyze::feedback::record::Refusal::Malformed(
