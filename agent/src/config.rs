@@ -442,6 +442,7 @@ impl Config {
             alert_id_prefix: String::new(),
             window: self.window,
             data_dir: Some(self.agent.data_dir.clone()),
+            feedback: self.commands(),
             assets: self
                 .assets
                 .iter()

@@ -89,6 +89,8 @@ pub struct AnalysisConfig {
     pub data_dir: Option<PathBuf>,
     /// The monitored machines.
     pub assets: Vec<AnalyzedAsset>,
+    /// Commands from the feedback topic; `None`: none are read.
+    pub feedback: Option<crate::analyze::feedback::CommandsConfig>,
 }
 
 /// What the analysis thread receives, in order: windows, requests to replace the model, model
@@ -483,14 +485,13 @@ pub fn extract_features(
     health: Arc<Health>,
     classifier: Option<Box<dyn Classify>>,
     lifecycle: Option<crate::analyze::lifecycle::Driver>,
-    feedback: Option<crate::analyze::feedback::CommandsConfig>,
     clock: Clock,
 ) {
     let mut stage = FeatureStage::new(config, classifier);
     if let Some(l) = lifecycle {
         stage = stage.with_lifecycle(l);
     }
-    if let Some(f) = feedback {
+    if let Some(f) = config.feedback.clone() {
         stage = stage.with_feedback(f, clock.unix_ms());
     }
     while let Some(input) = rx.blocking_recv() {
@@ -560,6 +561,7 @@ mod tests {
             window: WindowConfig::default(),
             data_dir: None,
             assets: Vec::new(),
+            feedback: None,
         }
     }
 
@@ -582,7 +584,6 @@ mod tests {
                 report_tx,
                 Arc::new(Health::new(Clock::start())),
                 Some(Box::new(model)),
-                None,
                 None,
                 Clock::start(),
             )
