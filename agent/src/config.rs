@@ -472,6 +472,7 @@ impl Config {
             alert_id_prefix: String::new(),
             window: self.window,
             data_dir: Some(self.agent.data_dir.clone()),
+            feedback: self.commands(),
             assets: self
                 .assets
                 .iter()
@@ -547,12 +548,6 @@ impl Config {
                         ),
                     ));
                 }
-            }
-            if self.feedback.trusted_keys.is_empty() {
-                w.push(FieldError::new(
-                    "feedback.trusted_keys",
-                    "no key: every command from the feedback topic is refused",
-                ));
             }
         }
         if self.model.enabled
@@ -1172,12 +1167,14 @@ sensors = [3]
         );
         let c = with_kafka.commands().unwrap();
         assert_eq!((c.agent_id.as_str(), c.assets.len()), ("gw-1", 2));
-        assert!(
-            with_kafka
-                .warnings()
-                .iter()
-                .any(|w| w.field == "feedback.trusted_keys")
-        );
+        let missing = Config::parse(&format!(
+            "{}{kafka}[feedback]\ntrusted_keys = [\"/nonexistent/k.pub\"]\n",
+            valid()
+        ))
+        .unwrap();
+        missing.validate().unwrap();
+        let warned: Vec<String> = missing.warnings().into_iter().map(|w| w.field).collect();
+        assert_eq!(warned, ["feedback.trusted_keys[0]"]);
         assert_eq!(Config::parse(&valid()).unwrap().feedback_topic(), None);
         let off = Config::parse(&format!("{}{kafka}[feedback]\nenabled = false\n", valid()));
         assert_eq!(off.unwrap().feedback_topic(), None);

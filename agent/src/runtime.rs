@@ -273,7 +273,8 @@ pub async fn start(
         }
         None => (None, None),
     };
-    let commands = config.commands();
+    let analysis = config.analysis();
+    let commands = analysis.feedback.clone();
     let config = Arc::new(config);
     let mut tasks = Vec::new();
     let mut threads = Vec::new();
@@ -344,7 +345,7 @@ pub async fn start(
         }));
     }
     {
-        let (mut c, h) = (config.analysis(), health.clone());
+        let (mut c, h) = (analysis, health.clone());
         // Alert ids: this agent, this start (a random number), the asset and the time.
         c.alert_id_prefix = format!("{}-{:08x}", config.agent.id, rand::random::<u32>());
         let classifier: Option<Box<dyn Classify>> = model;
@@ -353,7 +354,7 @@ pub async fn start(
                 .name("analysis".into())
                 .spawn(move || {
                     analyze::extract_features(
-                        &c, window_rx, report_tx, h, classifier, lifecycle, commands, clock,
+                        &c, window_rx, report_tx, h, classifier, lifecycle, clock,
                     )
                 })
                 .map_err(|error| StartError::Thread {
@@ -397,10 +398,7 @@ pub async fn start(
         && let Some(cc) =
             crate::analyze::feedback::consumer::consumer_config(kafka, &config.agent.id)
     {
-        let trusted_keys = config
-            .commands()
-            .map(|c| c.trusted_keys)
-            .unwrap_or_default();
+        let trusted_keys = commands.map(|c| c.trusted_keys).unwrap_or_default();
         let consumer = crate::analyze::feedback::consumer::FeedbackConsumer {
             config: cc,
             topic,

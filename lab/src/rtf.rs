@@ -254,6 +254,7 @@ fn run_bearing(
             alert_id_prefix: String::new(),
             window: WindowConfig::default(),
             data_dir: None,
+            feedback: None,
             assets: vec![AnalyzedAsset {
                 id: asset.clone(),
                 context: MachineContext {

@@ -92,6 +92,8 @@ pub struct AnalysisConfig {
     pub data_dir: Option<PathBuf>,
     /// The monitored machines.
     pub assets: Vec<AnalyzedAsset>,
+    /// Commands from the feedback topic; `None`: none are read.
+    pub feedback: Option<crate::analyze::feedback::CommandsConfig>,
 }
 
 /// What the analysis thread receives, in order: windows, requests to replace the model, model
@@ -273,7 +275,21 @@ impl FeatureStage {
         now_ms: u64,
     ) -> crate::analyze::feedback::Acted {
         match &mut self.feedback {
-            Some(f) => f.act(cmd, source, &mut self.scorer, now_unix_ms, now_ms),
+            Some(f) => {
+                let acted = f.act(cmd, source, &mut self.scorer, now_unix_ms, now_ms);
+                if let Some(a) = &acted.cleared {
+                    AlertTransition {
+                        id: &a.id,
+                        asset: &a.asset,
+                        transition: "cleared",
+                        level: &a.level,
+                        kind: &a.finding.kind,
+                        reason: &a.finding.reason,
+                    }
+                    .emit();
+                }
+                acted
+            }
             None => crate::analyze::feedback::Acted {
                 status: crate::analyze::feedback::CommandStatus::refused(
                     &crate::analyze::feedback::record::Refusal::Malformed(
@@ -473,14 +489,13 @@ pub fn extract_features(
     health: Arc<Health>,
     classifier: Option<Box<dyn Classify>>,
     lifecycle: Option<crate::analyze::lifecycle::Driver>,
-    feedback: Option<crate::analyze::feedback::CommandsConfig>,
     clock: Clock,
 ) {
     let mut stage = FeatureStage::new(config, classifier);
     if let Some(l) = lifecycle {
         stage = stage.with_lifecycle(l);
     }
-    if let Some(f) = feedback {
+    if let Some(f) = config.feedback.clone() {
         stage = stage.with_feedback(f, clock.unix_ms());
     }
     while let Some(input) = rx.blocking_recv() {
@@ -550,6 +565,7 @@ mod tests {
             window: WindowConfig::default(),
             data_dir: None,
             assets: Vec::new(),
+            feedback: None,
         }
     }
 
@@ -572,7 +588,6 @@ mod tests {
                 report_tx,
                 Arc::new(Health::new(Clock::start())),
                 Some(Box::new(model)),
-                None,
                 None,
                 Clock::start(),
             )

@@ -91,6 +91,12 @@ fn run(mut c: FeedbackConsumer, shutdown: &CancellationToken) {
         }
     };
     let topic = c.topic.clone();
+    if c.trusted_keys.is_empty() {
+        tracing::warn!(
+            topic,
+            "no usable [feedback] trusted_keys: every command on the feedback topic is refused"
+        );
+    }
     if !assign(&consumer, &topic, shutdown) {
         return;
     }

@@ -77,7 +77,7 @@ impl Default for FeedbackConfig {
 }
 
 /// What the feedback side needs of the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CommandsConfig {
     /// `[agent] id`: commands for other agents are skipped.
     pub agent_id: String,
