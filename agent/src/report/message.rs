@@ -235,98 +235,97 @@ pub struct Heartbeat {
     pub outbox_dropped: u64,
 }
 
-/// The record of an agent heartbeat (key: the agent id).
+/// A record about the agent rather than a window (key: the agent id, so one agent's records of
+/// a topic stay in order): the envelope of [`Envelope::agent`] and `body`'s fields.
+fn agent_record<T: Serialize>(
+    origin: &Origin,
+    kind: Kind,
+    record_id: &str,
+    asset_id: Option<&str>,
+    model_version: Option<&str>,
+    body: &T,
+    created_unix_ms: u64,
+) -> Record {
+    #[derive(Serialize)]
+    struct Message<'a, T> {
+        #[serde(flatten)]
+        envelope: Envelope<'a>,
+        #[serde(flatten)]
+        body: &'a T,
+    }
+    let msg = Message {
+        envelope: Envelope::agent(
+            origin,
+            kind,
+            record_id,
+            asset_id,
+            model_version,
+            created_unix_ms,
+        ),
+        body,
+    };
+    Record {
+        kind,
+        created_unix_ms,
+        key: origin.agent_id.clone(),
+        payload: serde_json::to_vec(&msg).expect("agent records serialize"),
+    }
+}
+
+/// The record of an agent heartbeat.
 pub fn health_record(
     origin: &Origin,
     record_id: &str,
     h: &Heartbeat,
     created_unix_ms: u64,
 ) -> Record {
-    #[derive(Serialize)]
-    struct HealthMessage<'a> {
-        #[serde(flatten)]
-        envelope: Envelope<'a>,
-        #[serde(flatten)]
-        heartbeat: &'a Heartbeat,
-    }
-    let msg = HealthMessage {
-        envelope: Envelope::agent(origin, Kind::Health, record_id, None, None, created_unix_ms),
-        heartbeat: h,
-    };
-    Record {
-        kind: Kind::Health,
+    agent_record(
+        origin,
+        Kind::Health,
+        record_id,
+        None,
+        None,
+        h,
         created_unix_ms,
-        key: origin.agent_id.clone(),
-        payload: serde_json::to_vec(&msg).expect("heartbeats serialize"),
-    }
+    )
 }
 
-/// The record of a model lifecycle event (key: the agent id, so one agent's events stay in
-/// order).
+/// The record of a model lifecycle event.
 pub fn model_status_record(
     origin: &Origin,
     record_id: &str,
     e: &crate::analyze::lifecycle::Event,
     created_unix_ms: u64,
 ) -> Record {
-    #[derive(Serialize)]
-    struct StatusMessage<'a> {
-        #[serde(flatten)]
-        envelope: Envelope<'a>,
-        #[serde(flatten)]
-        event: &'a crate::analyze::lifecycle::Event,
-    }
-    let msg = StatusMessage {
-        envelope: Envelope::agent(
-            origin,
-            Kind::ModelStatus,
-            record_id,
-            None,
-            Some(&e.active.version),
-            created_unix_ms,
-        ),
-        event: e,
-    };
-    Record {
-        kind: Kind::ModelStatus,
+    let version = Some(e.active.version.as_str());
+    agent_record(
+        origin,
+        Kind::ModelStatus,
+        record_id,
+        None,
+        version,
+        e,
         created_unix_ms,
-        key: origin.agent_id.clone(),
-        payload: serde_json::to_vec(&msg).expect("model status messages serialize"),
-    }
+    )
 }
 
-/// The record of what became of a command or a refused record of the feedback topic (key:
-/// the agent id, so one agent's outcomes stay in order).
+/// The record of what became of a command or a refused record of the feedback topic.
 pub fn command_status_record(
     origin: &Origin,
     record_id: &str,
     s: &crate::analyze::feedback::CommandStatus,
     created_unix_ms: u64,
 ) -> Record {
-    #[derive(Serialize)]
-    struct StatusMessage<'a> {
-        #[serde(flatten)]
-        envelope: Envelope<'a>,
-        #[serde(flatten)]
-        status: &'a crate::analyze::feedback::CommandStatus,
-    }
-    let msg = StatusMessage {
-        envelope: Envelope::agent(
-            origin,
-            Kind::CommandStatus,
-            record_id,
-            s.asset_id.as_deref(),
-            None,
-            created_unix_ms,
-        ),
-        status: s,
-    };
-    Record {
-        kind: Kind::CommandStatus,
+    let asset = s.asset_id.as_deref();
+    agent_record(
+        origin,
+        Kind::CommandStatus,
+        record_id,
+        asset,
+        None,
+        s,
         created_unix_ms,
-        key: origin.agent_id.clone(),
-        payload: serde_json::to_vec(&msg).expect("command status messages serialize"),
-    }
+    )
 }
 
 /// A fresh random record id (128 bits, hex).

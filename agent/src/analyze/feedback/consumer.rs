@@ -22,7 +22,7 @@ use super::record::{self, Triage};
 use super::{Acted, CommandStatus};
 use crate::analyze::Input;
 use crate::analyze::alert::AlertEvent;
-use crate::analyze::lifecycle::consumer::RETRY_EVERY;
+use crate::analyze::lifecycle::consumer::{assign_when_exists, sleep_or_stop};
 use crate::forward::config::KafkaConfig;
 
 /// Makes an outcome durable (the alert a shelve cleared first, then the status); true once
@@ -97,7 +97,7 @@ fn run(mut c: FeedbackConsumer, shutdown: &CancellationToken) {
             "no usable [feedback] trusted_keys: every command on the feedback topic is refused"
         );
     }
-    if !assign(&consumer, &topic, shutdown) {
+    if !assign_when_exists(&consumer, &topic, Offset::Stored, "feedback", shutdown) {
         return;
     }
     while !shutdown.is_cancelled() {
@@ -198,62 +198,4 @@ fn handle(
 
 fn count_record(kind: &'static str) {
     metrics::counter!("edgewatch_feedback_records_total", "type" => kind).increment(1);
-}
-
-/// Assigns every partition of `topic` at the group's committed offsets, once it exists;
-/// false when `shutdown` came first.
-fn assign(consumer: &BaseConsumer, topic: &str, shutdown: &CancellationToken) -> bool {
-    let mut warned = false;
-    loop {
-        if shutdown.is_cancelled() {
-            return false;
-        }
-        let partitions = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .ok()
-            .and_then(|m| {
-                m.topics()
-                    .iter()
-                    .find(|t| t.name() == topic && t.error().is_none())
-                    .map(|t| t.partitions().len())
-            })
-            .filter(|n| *n > 0);
-        if let Some(n) = partitions {
-            let mut list = TopicPartitionList::new();
-            for p in 0..n {
-                let _ = list.add_partition_offset(topic, p as i32, Offset::Stored);
-            }
-            match consumer.assign(&list) {
-                Ok(()) => {
-                    tracing::info!(topic, partitions = n, "reading the feedback topic");
-                    return true;
-                }
-                Err(e) => tracing::warn!(error = %e, topic, "cannot read the feedback topic"),
-            }
-        } else if !warned {
-            tracing::info!(
-                topic,
-                "the feedback topic does not exist yet: looking again every 5 s"
-            );
-            warned = true;
-        }
-        if sleep_or_stop(shutdown, RETRY_EVERY) {
-            return false;
-        }
-    }
-}
-
-/// Sleeps `d` in short steps; true when `shutdown` came first.
-fn sleep_or_stop(shutdown: &CancellationToken, d: Duration) -> bool {
-    let step = Duration::from_millis(100);
-    let mut left = d;
-    while !left.is_zero() {
-        if shutdown.is_cancelled() {
-            return true;
-        }
-        let s = left.min(step);
-        std::thread::sleep(s);
-        left -= s;
-    }
-    shutdown.is_cancelled()
 }

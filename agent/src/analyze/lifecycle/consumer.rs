@@ -73,44 +73,8 @@ fn run(config: &ClientConfig, topic: &str, tx: &mpsc::Sender<Input>, shutdown: &
             return;
         }
     };
-    // Assign every partition from its beginning, once the topic exists.
-    let mut warned = false;
-    loop {
-        if shutdown.is_cancelled() {
-            return;
-        }
-        let partitions = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .ok()
-            .and_then(|m| {
-                m.topics()
-                    .iter()
-                    .find(|t| t.name() == topic && t.error().is_none())
-                    .map(|t| t.partitions().len())
-            })
-            .filter(|n| *n > 0);
-        if let Some(n) = partitions {
-            let mut list = TopicPartitionList::new();
-            for p in 0..n {
-                let _ = list.add_partition_offset(topic, p as i32, Offset::Beginning);
-            }
-            match consumer.assign(&list) {
-                Ok(()) => {
-                    tracing::info!(topic, partitions = n, "reading model packages");
-                    break;
-                }
-                Err(e) => tracing::warn!(error = %e, topic, "cannot read the models topic"),
-            }
-        } else if !warned {
-            tracing::info!(
-                topic,
-                "the models topic does not exist yet: looking again every 5 s"
-            );
-            warned = true;
-        }
-        if sleep_or_stop(shutdown, RETRY_EVERY) {
-            return;
-        }
+    if !assign_when_exists(&consumer, topic, Offset::Beginning, "models", shutdown) {
+        return;
     }
     while !shutdown.is_cancelled() {
         match consumer.poll(Duration::from_millis(250)) {
@@ -141,8 +105,60 @@ fn run(config: &ClientConfig, topic: &str, tx: &mpsc::Sender<Input>, shutdown: &
     }
 }
 
+/// Assigns every partition of `topic` (the `what` topic, for the log) at `offset`, once the
+/// topic exists (looking again every [`RETRY_EVERY`]); false when `shutdown` came first. The
+/// agent's own consumers (models, feedback) assign rather than subscribe: every agent reads
+/// every partition, and no rebalance ever takes one away.
+pub(crate) fn assign_when_exists(
+    consumer: &BaseConsumer,
+    topic: &str,
+    offset: Offset,
+    what: &str,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut warned = false;
+    loop {
+        if shutdown.is_cancelled() {
+            return false;
+        }
+        let partitions = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| {
+                m.topics()
+                    .iter()
+                    .find(|t| t.name() == topic && t.error().is_none())
+                    .map(|t| t.partitions().len())
+            })
+            .filter(|n| *n > 0);
+        if let Some(n) = partitions {
+            let mut list = TopicPartitionList::new();
+            for p in 0..n {
+                let _ = list.add_partition_offset(topic, p as i32, offset);
+            }
+            match consumer.assign(&list) {
+                Ok(()) => {
+                    tracing::info!(topic, partitions = n, "reading the {what} topic");
+                    return true;
+                }
+                Err(e) => tracing::warn!(error = %e, topic, "cannot read the {what} topic"),
+            }
+        } else if !warned {
+            tracing::info!(
+                topic,
+                "the {what} topic does not exist yet: looking again every {} s",
+                RETRY_EVERY.as_secs()
+            );
+            warned = true;
+        }
+        if sleep_or_stop(shutdown, RETRY_EVERY) {
+            return false;
+        }
+    }
+}
+
 /// Sleeps `d` in short steps; true when `shutdown` came first.
-fn sleep_or_stop(shutdown: &CancellationToken, d: Duration) -> bool {
+pub(crate) fn sleep_or_stop(shutdown: &CancellationToken, d: Duration) -> bool {
     let step = Duration::from_millis(100);
     let mut left = d;
     while !left.is_zero() {
