@@ -491,4 +491,38 @@ mod tests {
             "malformed"
         );
     }
+
+    proptest::proptest! {
+        /// Whatever arrives on the feedback topic, the agent never acts on it without a trusted
+        /// signature and never panics: bytes, JSON of the right shape with any body, any
+        /// signature.
+        #[test]
+        fn no_record_is_acted_on_without_a_trusted_signature(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            signature in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+        ) {
+            use base64::Engine as _;
+            let trusted = [crate::analyze::lifecycle::package::generate_key().verifying_key()];
+            let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+            let shaped = serde_json::json!({
+                "schema_version": 1, "type": "command", "format": "edgewatch-command",
+                "body": b64(&body),
+                "signatures": [{"key_id": "x", "public_key": b64(trusted[0].as_bytes()),
+                                "signature": b64(&signature)}],
+            });
+            // A well-formed command for this agent under the same random signature: only the
+            // signature check stands between it and the analysis thread.
+            let mut valid = shaped.clone();
+            valid["body"] = b64(&self::body("gw-1", Action::Recommission).to_bytes()).into();
+            for input in [
+                bytes,
+                serde_json::to_vec(&shaped).unwrap(),
+                serde_json::to_vec(&valid).unwrap(),
+            ] {
+                let t = triage(&input, "gw-1", &trusted);
+                proptest::prop_assert!(!matches!(t, Triage::Act(_)));
+            }
+        }
+    }
 }
