@@ -458,6 +458,7 @@ impl Config {
             trusted_keys,
             assets: self.assets.iter().map(|a| a.id.clone()).collect(),
             state_dir: Some(self.agent.data_dir.join("feedback")),
+            max_age_ms: (self.feedback.max_command_age_s * 1000.0) as u64,
         })
     }
 
@@ -858,6 +859,11 @@ impl Config {
             p.0.extend(k.validate());
         }
         let fb = &self.feedback;
+        p.check(
+            fb.max_command_age_s.is_finite() && fb.max_command_age_s >= 1.0,
+            "feedback.max_command_age_s",
+            "must be at least 1 s",
+        );
         p.check(
             !(fb.enabled == Some(true) && self.kafka.is_none()),
             "feedback.enabled",

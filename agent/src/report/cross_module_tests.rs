@@ -668,6 +668,7 @@ fn command_statuses() -> Vec<crate::analyze::feedback::CommandStatus> {
             trusted_keys: trusted.to_vec(),
             assets: vec!["pump-1".into()],
             state_dir: None,
+            max_age_ms: 86_400_000,
         },
         &mut scorer,
         0,

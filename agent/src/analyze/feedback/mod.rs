@@ -52,12 +52,23 @@ pub struct FeedbackConfig {
     /// Public key files (`lab model keygen`) whose signatures on commands are accepted.
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
+    /// A command older than this when it arrives (by its `created_unix_ms`) is refused as
+    /// `stale`, s: a topic read again from an old offset, or a command held back for days,
+    /// must not re-commission a machine or shelve its alerts long after it was meant.
+    #[serde(default = "FeedbackConfig::default_max_command_age_s")]
+    pub max_command_age_s: f64,
 }
 
 impl FeedbackConfig {
     /// `"feedback"`.
     pub fn default_topic() -> String {
         "feedback".into()
+    }
+
+    /// 7 days: longer than the outbox and the consumer keep anything waiting, shorter than
+    /// the time after which the same words would mean another repair.
+    pub const fn default_max_command_age_s() -> f64 {
+        604_800.0
     }
 
     /// Whether the topic is read, given whether `[kafka]` is configured.
@@ -72,6 +83,7 @@ impl Default for FeedbackConfig {
             enabled: None,
             topic: Self::default_topic(),
             trusted_keys: Vec::new(),
+            max_command_age_s: Self::default_max_command_age_s(),
         }
     }
 }
@@ -87,6 +99,8 @@ pub struct CommandsConfig {
     pub assets: Vec<String>,
     /// `<data_dir>/feedback`; `None`: nothing kept across restarts.
     pub state_dir: Option<PathBuf>,
+    /// `[feedback] max_command_age_s`, ms.
+    pub max_age_ms: u64,
 }
 
 /// `applied`, `duplicate` or `refused`.
@@ -437,6 +451,12 @@ impl Commands {
             ));
         }
         let refuse = |r: Refusal| done(CommandStatus::refused(&r, Some(cmd), source, now_unix_ms));
+        if now_unix_ms.saturating_sub(cmd.created_unix_ms) > self.cfg.max_age_ms {
+            return refuse(Refusal::Stale {
+                created_unix_ms: cmd.created_unix_ms,
+                now_unix_ms,
+            });
+        }
         if !self.cfg.assets.contains(&cmd.asset_id) {
             return refuse(Refusal::UnknownAsset(cmd.asset_id.clone()));
         }
@@ -574,6 +594,7 @@ mod tests {
             trusted_keys: Vec::new(),
             assets: vec!["pump-1".into(), "fan-1".into()],
             state_dir: dir.map(|d| d.join("feedback")),
+            max_age_ms: 86_400_000,
         }
     }
 
@@ -690,6 +711,27 @@ mod tests {
             c.act(&fixed, "t", &mut fake, 1_000, 0).status.result,
             Outcome::Applied
         );
+    }
+
+    #[test]
+    fn a_command_made_longer_ago_than_the_age_limit_is_refused_as_stale() {
+        let mut fake = Fake::default();
+        let mut c = Commands::start(cfg(None), &mut fake, 0);
+        let old = cmd(3, Action::Recommission, None);
+        // Made at 0; the limit is a day: one day later it is still taken, a moment after,
+        // not.
+        let day = 86_400_000;
+        let r = c.act(&old, "t", &mut fake, old.created_unix_ms + day + 1, 0);
+        assert_eq!(
+            (r.status.result, r.status.reason),
+            (Outcome::Refused, Some("stale"))
+        );
+        assert!(fake.calls.is_empty());
+        let r = c.act(&old, "t", &mut fake, old.created_unix_ms + day, 0);
+        assert_eq!(r.status.result, Outcome::Applied);
+        // Once applied, a late repeat is a duplicate, not stale: the answer is about the id.
+        let r = c.act(&old, "t", &mut fake, old.created_unix_ms + 10 * day, 0);
+        assert_eq!(r.status.result, Outcome::Duplicate);
     }
 
     #[test]

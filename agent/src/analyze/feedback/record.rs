@@ -212,6 +212,14 @@ pub enum Refusal {
     /// The asset is not one of this agent's.
     #[error("asset `{0}` is not monitored by this agent")]
     UnknownAsset(String),
+    /// Made longer ago than `[feedback] max_command_age_s` when it arrived.
+    #[error("made at {created_unix_ms}, too long before it arrived ({now_unix_ms})")]
+    Stale {
+        /// When it was made.
+        created_unix_ms: u64,
+        /// When it arrived.
+        now_unix_ms: u64,
+    },
 }
 
 impl Refusal {
@@ -222,17 +230,19 @@ impl Refusal {
             Self::Signature(s) => s.reason(),
             Self::Expired { .. } => "expired",
             Self::UnknownAsset(_) => "unknown_asset",
+            Self::Stale { .. } => "stale",
         }
     }
 
     /// Every reason code, for metrics that must exist before the first refusal.
-    pub const REASONS: [&'static str; 6] = [
+    pub const REASONS: [&'static str; 7] = [
         "malformed",
         "unsigned",
         "untrusted_key",
         "bad_signature",
         "expired",
         "unknown_asset",
+        "stale",
     ];
 }
 
