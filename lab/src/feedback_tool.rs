@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use edgewatch_agent::analyze::feedback::record::{
     Action, CommandBody, CommandRecord, FEEDBACK_SCHEMA_VERSION, Label, LabelKind, new_id,
 };
@@ -21,7 +21,7 @@ use edgewatch_agent::analyze::feedback::{FeedbackConfig, utc};
 use edgewatch_agent::analyze::lifecycle::package;
 use edgewatch_agent::forward::config::KafkaConfig;
 
-use crate::model_tool::{Created, client_config, create_topic_if_missing};
+use crate::model_tool::{Created, client_config, create_topic_if_missing, send_acked};
 
 /// Where a record goes.
 #[derive(Debug, Clone, clap::Args)]
@@ -270,7 +270,6 @@ pub fn run(cmd: FeedbackCmd) -> Result<std::process::ExitCode> {
 
 /// Puts `bytes` keyed by `key` on the topic, creating it if missing; says where it went.
 fn publish(to: &Publish, key: &str, bytes: &[u8]) -> Result<String> {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
     let config = client_config(&to.brokers, &to.kafka_options)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -285,24 +284,11 @@ fn publish(to: &Publish, key: &str, bytes: &[u8]) -> Result<String> {
     )? {
         eprintln!("created topic {} ({how})", to.topic);
     }
-    let mut producer_config = config.clone();
-    producer_config.set("acks", "all");
-    let producer: FutureProducer = producer_config
-        .create()
-        .context("creating the Kafka producer")?;
-    let delivered = rt.block_on(async {
-        producer
-            .send(
-                FutureRecord::to(&to.topic).key(key).payload(bytes),
-                rdkafka::util::Timeout::After(Duration::from_secs(30)),
-            )
-            .await
-    });
-    match delivered {
-        Ok(d) => Ok(format!(
-            "{} partition {} offset {}",
-            to.topic, d.partition, d.offset
+    match send_acked(&rt, &config, &to.topic, key, bytes, Duration::from_secs(30))? {
+        Ok((partition, offset)) => Ok(format!(
+            "{} partition {partition} offset {offset}",
+            to.topic
         )),
-        Err((e, _)) => Err(anyhow!("publishing to {}: {e}", to.topic)),
+        Err(e) => Err(anyhow!("publishing to {}: {e}", to.topic)),
     }
 }

@@ -659,8 +659,6 @@ fn publish(
     topic: &str,
     replication_factor: i32,
 ) -> Result<()> {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.len() > MAX_PACKAGE_BYTES {
         bail!(
@@ -697,6 +695,30 @@ fn publish(
         ),
     }
 
+    let delivered = send_acked(&rt, config, topic, &version, &bytes, timeout)?;
+    match delivered {
+        Ok((partition, offset)) => {
+            println!(
+                "published {version} ({} bytes) to {topic} partition {partition} offset {offset}",
+                bytes.len(),
+            );
+            Ok(())
+        }
+        Err(e) => Err(anyhow!("publishing {version} to {topic}: {e}")),
+    }
+}
+
+/// Sends one message and waits up to `timeout` for the broker's acknowledgement (`acks=all`;
+/// messages up to 1 MB, the package limit with room); the partition and offset it got.
+pub(crate) fn send_acked(
+    rt: &tokio::runtime::Runtime,
+    config: &rdkafka::ClientConfig,
+    topic: &str,
+    key: &str,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<Result<(i32, i64), rdkafka::error::KafkaError>> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
     let mut producer_config = config.clone();
     producer_config
         .set("message.max.bytes", "1000000")
@@ -707,23 +729,14 @@ fn publish(
     let delivered = rt.block_on(async {
         producer
             .send(
-                FutureRecord::to(topic).key(&version).payload(&bytes),
+                FutureRecord::to(topic).key(key).payload(bytes),
                 rdkafka::util::Timeout::After(timeout),
             )
             .await
     });
-    match delivered {
-        Ok(d) => {
-            println!(
-                "published {version} ({} bytes) to {topic} partition {} offset {}",
-                bytes.len(),
-                d.partition,
-                d.offset
-            );
-            Ok(())
-        }
-        Err((e, _)) => Err(anyhow!("publishing {version} to {topic}: {e}")),
-    }
+    Ok(delivered
+        .map(|d| (d.partition, d.offset))
+        .map_err(|(e, _)| e))
 }
 
 /// One model-status record, as `status` prints it.
